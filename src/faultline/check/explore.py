@@ -1,0 +1,151 @@
+"""The outer loop: run a scenario's executions under a strategy and gather a verdict.
+
+What lives here: `CheckConfig` (what to run, with defaults), `run_once` (one execution
+with the verdict observers: witness, structural invariants, memory oracle, coverage,
+and optionally a trace recorder) and `check_scenario` (N seeded executions, stopping at
+the first violation).  Rule kept: a run is fully described by (scenario, policy,
+strategy, seed or schedule); counterexamples are re-run with a recorder attached rather
+than recorded during exploration.  Must not be added: rendering (report) or CLI parsing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from faultline import __version__
+from faultline.check.coverage import Coverage
+from faultline.check.invariants import StructureChecker, explain_va
+from faultline.check.strategies import RandomStrategy, ReplayStrategy, run_seed
+from faultline.kern.vm_map import NotModelled
+from faultline.rt.execution import Execution, Hooks, Outcome, Strategy
+from faultline.rt.trace import Event, RunRecord, TraceRecorder, schedule_to_str
+from faultline.rt.witness import Witness
+from faultline.scenario.oracle import MemoryOracle
+from faultline.scenario.spec import Scenario
+from faultline.scenario.world import World
+
+
+@dataclass(slots=True)
+class CheckConfig:
+    """How to check.  Defaults: policy sbusy, strategy random, 500 runs, seed 1,
+    invariants after every step, 8 pv-list locks."""
+
+    policy: str = "sbusy"
+    strategy: str = "random"
+    runs: int = 500
+    seed: int = 1
+    every_step: bool = True
+    npv_locks: int = 8
+
+
+@dataclass(slots=True)
+class RunResult:
+    """One execution: its outcome, the paths it reached, and (if recorded) its trace."""
+
+    outcome: Outcome
+    coverage: set[str]
+    events: list[Event] = field(default_factory=list)
+    accesses: int = 0
+
+
+def run_once(scenario: Scenario, policy: str, strategy: Strategy, *, record: bool = False,
+             every_step: bool = True, npv_locks: int = 8,
+             extra: list[Hooks] | None = None) -> RunResult:
+    """Run one execution of `scenario` under `strategy`, checking every property."""
+    world = World(scenario, policy, npv_locks)
+    vm = world.vm
+    cov = Coverage()
+    oracle = MemoryOracle(scenario, lambda proc, va: explain_va(vm, proc, va))
+    observers: list[Hooks] = [oracle, cov, Witness(), StructureChecker(vm, every_step)]
+    recorder = TraceRecorder() if record else None
+    if recorder is not None:
+        observers.insert(0, recorder)
+    observers.extend(extra or [])
+    ex = Execution(strategy, observers, scenario.step_bound)
+    ex.spawn("setup", "-", world.setup())
+    outcome = ex.run()
+    return RunResult(outcome, cov.labels, recorder.events if recorder else [],
+                     oracle.accesses)
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    """The verdict of checking one scenario under one policy."""
+
+    scenario: str
+    policy: str
+    strategy: str
+    verdict: str
+    executions: int
+    steps: int
+    seconds: float
+    coverage: dict[str, int]
+    expected: str | None
+    counterexample: RunRecord | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The --json form (no wall time: output must be byte-identical across runs)."""
+        out: dict[str, object] = {
+            "scenario": self.scenario, "policy": self.policy, "strategy": self.strategy,
+            "verdict": self.verdict, "executions": self.executions, "steps": self.steps,
+            "expected": self.expected,
+            "coverage": dict(sorted(self.coverage.items())),
+        }
+        if self.counterexample is not None:
+            ce = self.counterexample
+            out["counterexample"] = {"seed": ce.seed, "schedule": ce.schedule,
+                                     "violation": ce.violation}
+        return out
+
+
+def make_strategy(name: str, seed: str) -> Strategy:
+    """The strategy called `name`, seeded."""
+    if name == "random":
+        return RandomStrategy(seed)
+    raise ValueError(f"unknown strategy {name!r}; this version knows: random")
+
+
+def check_scenario(scenario: Scenario, cfg: CheckConfig,
+                   progress: Callable[[int], None] | None = None) -> ScenarioResult:
+    """Run up to cfg.runs executions; stop at the first violation."""
+    t0 = time.perf_counter()
+    coverage: dict[str, int] = {}
+    steps = 0
+    ce: RunRecord | None = None
+    done = 0
+    for i in range(cfg.runs):
+        seed = run_seed(cfg.seed, i)
+        res = run_once(scenario, cfg.policy, make_strategy(cfg.strategy, seed),
+                       every_step=cfg.every_step, npv_locks=cfg.npv_locks)
+        done += 1
+        steps += res.outcome.steps
+        for label in res.coverage:
+            coverage[label] = coverage.get(label, 0) + 1
+        if progress is not None:
+            progress(1)
+        if res.outcome.violation is not None:
+            ce = RunRecord.from_outcome(
+                res.outcome, scenario=scenario.name, policy=cfg.policy,
+                strategy=cfg.strategy, seed=None, version=__version__,
+                scenario_path=scenario.source, options={"run_seed": seed,
+                                                        "npv_locks": cfg.npv_locks})
+            break
+    verdict = "pass" if ce is None else "violation"
+    return ScenarioResult(scenario.name, cfg.policy, cfg.strategy, verdict, done, steps,
+                          time.perf_counter() - t0, coverage,
+                          scenario.expect.get(cfg.policy), ce)
+
+
+def replay(scenario: Scenario, record: RunRecord, every_step: bool = True) -> RunResult:
+    """Re-run a recorded schedule step for step, with the trace recorder attached."""
+    from faultline.rt.trace import schedule_from_str
+    sched = schedule_from_str(record.schedule)
+    npv = int(record.options.get("npv_locks", 8))
+    return run_once(scenario, record.policy, ReplayStrategy(sched), record=True,
+                    every_step=every_step, npv_locks=npv)
+
+
+__all__ = ["CheckConfig", "NotModelled", "RunResult", "ScenarioResult", "check_scenario",
+           "replay", "run_once", "schedule_to_str"]

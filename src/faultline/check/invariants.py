@@ -1,0 +1,161 @@
+"""Structural invariants of the VM model, checked after every step, and explanations.
+
+What lives here: `check_structure(vm)`, which returns the first broken invariant in
+words (or None), the `StructureChecker` observer that runs it, and `explain_va`, which
+says what a process's pmap maps at an address and what its map entry's chain holds
+(used to explain memory violations).  The invariants (reference sections 1.1-1.2):
+  O1/O2  shadow_count matches the shadow links; ref_count >= shadow_count
+  O4     a page is in at most one object, at the index it records
+  P1     a busy word is never exclusive and shared at once; freed pages are not held
+  P3/P5  every PTE maps a valid, unfreed page
+  O3     every PTE maps the topmost valid page for its index in its entry's chain,
+         unless that topmost page is busied (a fault or collapse owns the change)
+  W      a writable PTE maps a page of its entry's top object, through a writable
+         entry that does not need a copy (skipped while the map is write-locked)
+  PV     pv lists and PTEs agree
+Rule kept: read-only over the model.  Must not be added: memory semantics (oracle).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faultline.kern.vm import Vm
+from faultline.kern.vm_map import MAP_ENTRY_NEEDS_COPY, VM_PROT_WRITE, VmMap, VmMapEntry
+from faultline.kern.vm_page import VmPage
+from faultline.rt.execution import Execution, Hooks, Thread, Violation
+from faultline.rt.ops import Op
+
+PAGE = 4096
+
+
+def chain_top(e: VmMapEntry, va: int) -> tuple[VmPage | None, str]:
+    """The topmost valid page for `va` in e's object chain, and the path walked."""
+    obj, idx = e.object, e.pindex(va)
+    path = []
+    while obj is not None:
+        p = obj.pages.get(idx)
+        path.append(f"{obj!r}[{idx}]" + (f"={p!r}{'' if p.valid else '(invalid)'}" if p else ""))
+        if p is not None and p.valid:
+            return p, " -> ".join(path)
+        idx += obj.backing_object_offset
+        obj = obj.backing_object
+    return None, " -> ".join(path)
+
+
+def _entry(m: VmMap, va: int) -> VmMapEntry | None:
+    for e in m.entries:
+        if e.start <= va < e.end:
+            return e
+    return None
+
+
+def check_objects(vm: Vm) -> str | None:
+    """O1, O2, O4 over live objects."""
+    counts: dict[int, int] = {}
+    for o in vm.objects:
+        if o.backing_object is not None:
+            counts[id(o.backing_object)] = counts.get(id(o.backing_object), 0) + 1
+    for o in vm.objects:
+        n = counts.get(id(o), 0)
+        if o.shadow_count != n or len(o.shadows) != n:
+            return f"{o}: shadow_count {o.shadow_count} but {n} objects shadow it (O1)"
+        if o.ref_count < o.shadow_count:
+            return f"{o}: ref_count {o.ref_count} < shadow_count {o.shadow_count} (O2)"
+        for pindex, m in o.pages.items():
+            if m.object is not o or m.pindex != pindex or m.freed:
+                return f"{m} listed in {o}[{pindex}] but records {m.object}[{m.pindex}] (O4)"
+    return None
+
+
+def check_pages(vm: Vm) -> str | None:
+    """P1 and freed-page sanity."""
+    for m in vm.pages:
+        w = m.busy
+        if w.xowner is not None and w.shares:
+            return f"{m} is exclusive- and shared-busied at once ({w.state()}) (P1)"
+        if m.freed and (w.xowner is not None or w.shares or m.pv_list):
+            return f"freed {m} is still busied or mapped ({w.state()}, {m.pv_list})"
+    return None
+
+
+def check_mappings(vm: Vm) -> str | None:
+    """P3, P5, O3, W and PV over every live vmspace."""
+    for vmap in vm.maps:
+        pm = vmap.pmap
+        changing = vmap.lock.owner is not None
+        for va, pte in pm.ptes.items():
+            m = pte.page
+            if m.freed or not m.valid:
+                return f"{pm.name} maps {'freed' if m.freed else 'invalid'} {m} at {va:#x}"
+            if (pm, va) not in m.pv_list:
+                return f"{pm.name} maps {m} at {va:#x} without a pv entry (PV)"
+            e = _entry(vmap, va)
+            if e is None:
+                if changing:
+                    continue
+                return f"{pm.name} maps {m} at {va:#x}, where there is no map entry"
+            top, path = chain_top(e, va)
+            if top is not m and (top is None or not top.busy.busied()):
+                return (f"{pm.name} maps {m} at {va:#x} but the topmost valid page of its "
+                        f"chain is {top} ({path}): a shadowed page stays mapped (O3)")
+            if pte.writable and not changing and (
+                    m.object is not e.object or e.eflags & MAP_ENTRY_NEEDS_COPY
+                    or not e.protection & VM_PROT_WRITE):
+                return (f"{pm.name} maps {m} writable at {va:#x} but it is not a page of the "
+                        f"entry's top object {e.object} (W)")
+    for m in vm.pages:
+        for pm, va in m.pv_list:
+            pte = pm.ptes.get(va)
+            if pte is None or pte.page is not m:
+                return f"{m} has a pv entry for {pm.name} {va:#x} with no such PTE (PV)"
+    return None
+
+
+def check_structure(vm: Vm) -> str | None:
+    """The first broken structural invariant, in words, or None."""
+    return check_objects(vm) or check_pages(vm) or check_mappings(vm)
+
+
+class StructureChecker(Hooks):
+    """Runs check_structure after every step (or only at the end with every_step=False)."""
+
+    def __init__(self, vm: Vm, every_step: bool = True) -> None:
+        self.vm = vm
+        self.every_step = every_step
+
+    def stepped(self, ex: Execution, t: Thread, op: Op, result: Any) -> None:
+        """Check after the step."""
+        if self.every_step:
+            self._check()
+
+    def finished(self, ex: Execution, outcome: Any) -> None:
+        """Check the final state too (unless the run already failed)."""
+        if outcome.violation is None:
+            try:
+                self._check()
+            except Violation as v:
+                outcome.violation = v
+
+    def _check(self) -> None:
+        problem = check_structure(self.vm)
+        if problem is not None:
+            raise Violation("invariant", problem)
+
+
+def explain_va(vm: Vm, proc: str, va: int) -> str:
+    """What proc's pmap maps at va, and what its entry's chain holds there."""
+    p = next((x for x in vm.procs if x.name == proc), None)
+    if p is None or p.map is None:
+        return f"{proc} has no address space"
+    page = va & ~(PAGE - 1)
+    pte = p.map.pmap.ptes.get(page)
+    e = _entry(p.map, page)
+    mapped = "nothing" if pte is None else (
+        f"{pte.page} of {pte.page.object}[{pte.page.pindex}]"
+        f"{' writable' if pte.writable else ' read-only'}")
+    if e is None:
+        return f"{proc}'s pmap maps {mapped} at {page:#x}; no map entry covers it"
+    top, path = chain_top(e, page)
+    return (f"{proc}'s pmap maps {mapped} at {page:#x}, while its entry's chain is {path} "
+            f"(topmost valid page {top})")

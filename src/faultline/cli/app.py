@@ -1,0 +1,526 @@
+"""The `faultline` command: scenarios, show, check and replay.
+
+What lives here: the typer app and its four commands, the translation of bad input into
+one stderr line and exit status 2, the lazy progress bar, and the counterexample file
+format (a `RunRecord`'s fields plus `events` and `faultline_version`).
+
+Rule kept: thin.  Parse, call `scenario.loader` / `check.explore`, hand the results to
+`report`, choose the exit status.  Exit statuses: 0 no violation, 1 a violation or a
+verdict differing from the scenario's `expect` for that policy, 2 bad input (one line on
+stderr, never a traceback), 3 a bug in faultline (traceback, then one line).
+Must not be added: model or checker logic, or rendering beyond gluing `report` pieces.
+
+    check:  load scenarios --> echo run description --> check_scenario x N (progress)
+            --> results table --> replay first violation with a recorder --> trace
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from faultline import __version__
+from faultline.check import explore
+from faultline.check.explore import CheckConfig, RunResult, ScenarioResult
+from faultline.kern.policy import POLICIES
+from faultline.kern.vm_map import NotModelled
+from faultline.report.tables import (
+    catalog_table,
+    is_expected,
+    results_table,
+    scenario_json,
+    scenario_view,
+    total_line,
+)
+from faultline.report.trace_view import (
+    render_counterexample,
+    render_outcome,
+    render_run_description,
+)
+from faultline.rt.execution import FaultlineInternalError, ReplayDivergence
+from faultline.rt.trace import RunRecord, schedule_from_str
+from faultline.scenario import loader
+from faultline.scenario.loader import ScenarioError
+from faultline.scenario.spec import Scenario
+
+EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+PIPE_WIDTH = 160              # rich width when stdout is not a terminal and COLUMNS unset
+LONG_SCHEDULE = 400           # longer schedules are replayed from a file, not a flag
+_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(RunRecord))
+
+app = typer.Typer(
+    name="faultline",
+    help="FreeBSD's vm_fault path (D51474, shared-busy soft faults) as a checkable model.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+# ---------------------------------------------------------------- errors and output
+
+class BadInput(Exception):
+    """Input faultline cannot use: reported as one stderr line, exit status 2."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _die(message: str) -> NoReturn:
+    typer.echo(f"faultline: error: {_one_line(message)}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _not_modelled(exc: BaseException) -> NotModelled | None:
+    """The NotModelled behind `exc`; the execution wraps model exceptions in
+    FaultlineInternalError, so look down the cause chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, NotModelled):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _internal(exc: FaultlineInternalError) -> NoReturn:
+    traceback.print_exception(exc)
+    typer.echo(f"faultline: internal error (a bug in faultline, not in your scenario): "
+               f"{_one_line(str(exc))}", err=True)
+    raise typer.Exit(EXIT_INTERNAL)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Turn bad input raised inside the block into `faultline: error: ...` and exit 2."""
+    try:
+        yield
+    except (BadInput, ScenarioError) as e:
+        _die(str(e))
+    except ReplayDivergence as e:
+        _die(f"replay diverged: {e}")
+    except NotModelled as e:
+        _die(f"not modelled: {e}")
+    except FaultlineInternalError as e:
+        nm = _not_modelled(e)
+        if nm is not None:
+            _die(f"not modelled: {nm}")
+        _internal(e)
+
+
+def _out() -> Console:
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, width=PIPE_WIDTH if piped else None)
+
+
+def _say(console: Console, line: str, style: str = "") -> None:
+    console.print(Text(line, style=style), soft_wrap=True)
+
+
+def _emit_json(doc: Any) -> None:
+    typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+
+
+# ---------------------------------------------------------------- argument checks
+
+def _policy(name: str) -> str:
+    if name not in POLICIES:
+        raise BadInput(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
+    return name
+
+
+def _strategy(name: str) -> str:
+    try:
+        explore.make_strategy(name, "0")
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    return name
+
+
+def _schedule(text: str) -> list[int]:
+    try:
+        return schedule_from_str(text)
+    except ValueError:
+        raise BadInput(f"bad schedule {text!r}: expected thread ids with optional "
+                       f"repeat counts, like '0*12,1,2*3'") from None
+
+
+def _writable(path: Path | None) -> None:
+    """Fail before the work, not after it, if a --trace-out file cannot be created."""
+    if path is not None and (path.is_dir() or not path.absolute().parent.is_dir()):
+        raise BadInput(f"cannot write {path}: not a file in an existing directory")
+
+
+def _select(names: Sequence[str], everything: bool) -> list[Scenario]:
+    """The catalog (with --all) followed by the named scenarios, each once."""
+    if not names and not everything:
+        raise BadInput("no scenarios to check: name catalog scenarios or TOML files, "
+                       "or pass --all (faultline scenarios lists the catalog)")
+    chosen = loader.load_catalog() if everything else []
+    seen = {s.source for s in chosen}
+    for name in names:
+        s = loader.load_scenario(name)
+        if s.source not in seen:
+            chosen.append(s)
+            seen.add(s.source)
+    return chosen
+
+
+def _scenario_arg(s: Scenario) -> str:
+    """How to name `s` on a command line: its catalog name, else its file."""
+    in_catalog = Path(s.source).parent == loader.catalog_dir()
+    return s.name if in_catalog else s.source
+
+
+def _processes(s: Scenario) -> dict[str, str]:
+    return {t.name: t.process for t in s.threads}
+
+
+# ---------------------------------------------------------------- progress
+
+class _LazyProgress:
+    """A transient progress bar on stderr that appears only once the work has taken
+    longer than DELAY seconds, and only on a terminal (wall clock is fine here: it never
+    reaches a result)."""
+
+    DELAY = 1.0
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.console = Console(stderr=True)
+        self.total, self.enabled = total, enabled and self.console.is_terminal
+        self.done, self.label = 0, ""
+        self.t0 = time.monotonic()
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def describe(self, label: str) -> None:
+        """Name the scenario being checked."""
+        self.label = label
+        self._sync()
+
+    def advance(self, n: int = 1) -> None:
+        """`n` more executions done (the check_scenario progress callback)."""
+        self.done += n
+        self._sync()
+
+    def reach(self, done: int) -> None:
+        """Jump to `done` (a scenario stopped early at a violation)."""
+        self.done = done
+        self._sync()
+
+    def close(self) -> None:
+        """Remove the bar, if it ever appeared."""
+        if self._bar is not None:
+            self._bar.stop()
+
+    def _sync(self) -> None:
+        if self._bar is None:
+            if not self.enabled or time.monotonic() - self.t0 < self.DELAY:
+                return
+            self._start()
+        assert self._bar is not None and self._task is not None
+        self._bar.update(self._task, completed=self.done, description=self.label)
+
+    def _start(self) -> None:
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                             MofNCompleteColumn(), TimeElapsedColumn(),
+                             TimeRemainingColumn(), console=self.console,
+                             transient=True)
+        self._task = self._bar.add_task(self.label, total=self.total)
+        self._bar.start()
+
+
+# ---------------------------------------------------------------- commands: catalog
+
+@app.command()
+def scenarios(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the built-in scenarios."""
+    with _reported():
+        catalog = loader.load_catalog()
+    if json_out:
+        _emit_json([scenario_json(s) for s in catalog])
+    else:
+        _out().print(catalog_table(catalog))
+
+
+@app.command()
+def show(
+    scenario: Annotated[str, typer.Argument(help="A catalog name or a TOML file.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a scenario: files, processes, mappings, setup, threads and expectations."""
+    with _reported():
+        s = loader.load_scenario(scenario)
+    if json_out:
+        _emit_json(dataclasses.asdict(s))
+    else:
+        _out().print(scenario_view(s))
+
+
+# ---------------------------------------------------------------- command: check
+
+def _run_checks(chosen: Sequence[Scenario], cfg: CheckConfig,
+                show_progress: bool) -> tuple[list[ScenarioResult], float]:
+    """check_scenario on each scenario, in order; also the wall time taken."""
+    t0 = time.perf_counter()
+    bar = _LazyProgress(cfg.runs * len(chosen), show_progress)
+    results: list[ScenarioResult] = []
+    try:
+        for i, s in enumerate(chosen):
+            bar.describe(s.name)
+            results.append(explore.check_scenario(s, cfg, progress=bar.advance))
+            bar.reach((i + 1) * cfg.runs)
+    finally:
+        bar.close()
+    return results, time.perf_counter() - t0
+
+
+def _counterexample(r: ScenarioResult, cfg: CheckConfig) -> RunRecord:
+    """r's counterexample, completed with the check's seed and invariant mode."""
+    ce = r.counterexample
+    assert ce is not None
+    return dataclasses.replace(ce, seed=cfg.seed,
+                               options={**ce.options, "every_step": cfg.every_step})
+
+
+def _write_trace(path: Path, record: RunRecord, replayed: RunResult) -> None:
+    """The counterexample file: the RunRecord's fields, its events and our version."""
+    doc = {**dataclasses.asdict(record), "events": [e.to_json() for e in replayed.events],
+           "faultline_version": __version__}
+    try:
+        path.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n",
+                        encoding="utf-8")
+    except OSError as e:
+        raise BadInput(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _replay_hint(record: RunRecord, s: Scenario, trace_out: Path | None) -> str:
+    if trace_out is not None:
+        return f"faultline replay {shlex.quote(str(trace_out))}"
+    if len(record.schedule) > LONG_SCHEDULE:
+        return "the schedule is long: rerun the check with --trace-out FILE, " \
+               "then faultline replay FILE"
+    mode = "" if record.options.get("every_step", True) else " --end-invariants"
+    return (f"faultline replay --scenario {shlex.quote(_scenario_arg(s))} "
+            f"--policy {record.policy} --schedule {shlex.quote(record.schedule)}{mode}")
+
+
+def _check_json(cfg: CheckConfig, results: Sequence[ScenarioResult]) -> dict[str, Any]:
+    bad = any(r.verdict == "violation" for r in results)
+    return {"verdict": "violation" if bad else "pass", "policy": cfg.policy,
+            "strategy": cfg.strategy, "seed": cfg.seed, "runs": cfg.runs,
+            "results": [r.to_json() for r in results]}
+
+
+def _exit_status(results: Sequence[ScenarioResult]) -> int:
+    bad = any(r.verdict == "violation" or not is_expected(r) for r in results)
+    return EXIT_VIOLATION if bad else EXIT_OK
+
+
+def _report_check(out: Console, results: Sequence[ScenarioResult], wall: float) -> None:
+    out.print(results_table(results))
+    _say(out, total_line(results, wall))
+    for r in results:
+        if not is_expected(r):
+            _say(out, f"unexpected: {r.scenario} under {r.policy}: expected {r.expected}, "
+                      f"got {r.verdict}", "bold red")
+
+
+@app.command()
+def check(
+    names: Annotated[list[str] | None, typer.Argument(
+        metavar="SCENARIO", help="Catalog names or TOML files.")] = None,
+    everything: Annotated[bool, typer.Option(
+        "--all", help="Check every catalog scenario (in name order), then those named.")
+    ] = False,
+    policy: Annotated[str, typer.Option(help="Busy policy: xbusy or sbusy.")] = "sbusy",
+    strategy: Annotated[str, typer.Option(help="Exploration strategy.")] = "random",
+    runs: Annotated[int, typer.Option(min=1, help="Executions per scenario.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the exploration.")] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    trace_out: Annotated[Path | None, typer.Option(
+        "--trace-out", help="Save the first counterexample to this file.")] = None,
+    every_step: Annotated[bool, typer.Option(
+        "--step-invariants/--end-invariants",
+        help="Check structural invariants after every step, or only at the end.")] = True,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Show the whole counterexample, setup included.")] = False,
+) -> None:
+    """Check scenarios: run seeded executions and look for a violated property."""
+    out = _out()
+    with _reported():
+        cfg = CheckConfig(policy=_policy(policy), strategy=_strategy(strategy), runs=runs,
+                          seed=seed, every_step=every_step)
+        chosen = _select(names or [], everything)
+        _writable(trace_out)
+        if not json_out:
+            _say(out, f"faultline check: policy={cfg.policy} strategy={cfg.strategy} "
+                      f"runs={cfg.runs} seed={cfg.seed} "
+                      f"invariants={'step' if every_step else 'end'} "
+                      f"scenarios={','.join(s.name for s in chosen)}")
+        results, wall = _run_checks(chosen, cfg, show_progress=not json_out)
+        _after_check(out, chosen, results, wall, cfg, json_out, trace_out, full)
+    raise typer.Exit(_exit_status(results))
+
+
+def _after_check(out: Console, chosen: Sequence[Scenario], results: list[ScenarioResult],
+                 wall: float, cfg: CheckConfig, json_out: bool, trace_out: Path | None,
+                 full: bool) -> None:
+    """Report the results; replay, show and save the first counterexample."""
+    if json_out:
+        _emit_json(_check_json(cfg, results))
+    else:
+        _report_check(out, results, wall)
+    first = next((i for i, r in enumerate(results) if r.verdict == "violation"), None)
+    if first is None:
+        if trace_out is not None and not json_out:
+            _say(out, f"no violation: nothing to save in {trace_out}")
+        return
+    s, record = chosen[first], _counterexample(results[first], cfg)
+    if json_out and trace_out is None:
+        return
+    replayed = explore.replay(s, record, every_step=cfg.every_step)
+    if trace_out is not None:
+        _write_trace(trace_out, record, replayed)
+    if not json_out:
+        render_counterexample(out, record, replayed.events, _replay_hint(record, s, trace_out),
+                              full=full,
+                              processes=_processes(s), command="counterexample")
+
+
+# ---------------------------------------------------------------- command: replay
+
+def _load_record(path: Path) -> RunRecord:
+    """A counterexample file -> RunRecord (extra keys such as `events` are ignored)."""
+    what = f"{path}: not a faultline counterexample file"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:   # UnicodeDecodeError or JSONDecodeError
+        raise BadInput(f"{what} (expected JSON: {e})") from None
+    if not isinstance(doc, dict):
+        raise BadInput(f"{what} (expected a JSON object)")
+    for key in ("scenario", "policy", "schedule"):
+        if not isinstance(doc.get(key), str):
+            raise BadInput(f"{what} ({key}: expected a string)")
+    if not isinstance(doc.get("options", {}), dict):
+        raise BadInput(f"{what} (options: expected an object)")
+    kw = {k: v for k, v in doc.items() if k in _RECORD_FIELDS}
+    kw.setdefault("strategy", "replay")
+    kw.setdefault("seed", None)
+    kw.setdefault("verdict", "")
+    return RunRecord(**kw)
+
+
+def _replay_record(file: Path | None, schedule: str | None, scenario: str | None,
+                   policy: str | None) -> RunRecord:
+    """The run to replay: a file's record with any overrides, or one built from flags."""
+    if file is not None:
+        record = _load_record(file)
+    elif scenario is None or schedule is None:
+        raise BadInput("replay needs a counterexample FILE, or --scenario NAME and "
+                       "--schedule S (e.g. --schedule '0*12,1,2*3')")
+    else:
+        record = RunRecord(scenario=scenario, policy="sbusy", strategy="replay", seed=None,
+                           schedule=schedule, verdict="")
+    if schedule is not None:
+        record = dataclasses.replace(record, schedule=schedule)
+    if policy is not None:
+        record = dataclasses.replace(record, policy=policy)
+    _policy(record.policy)
+    _schedule(record.schedule)
+    return record
+
+
+def _replay_scenario(record: RunRecord, override: str | None) -> Scenario:
+    """--scenario if given, else the recorded file if it still exists, else the name."""
+    if override is not None:
+        return loader.load_scenario(override)
+    if record.scenario_path and Path(record.scenario_path).is_file():
+        return loader.load_path(record.scenario_path)
+    return loader.load_scenario(record.scenario)
+
+
+def _replay_notes(out: Console, record: RunRecord, result: RunResult, verdict: str) -> None:
+    extra = len(_schedule(record.schedule)) - result.outcome.steps
+    if extra > 0:
+        _say(out, f"note: the run ended {extra} steps before the schedule did", "yellow")
+    if record.verdict and record.verdict != verdict:
+        _say(out, f"note: the recorded verdict was {record.verdict}; this run's is "
+                  f"{verdict}", "yellow")
+
+
+@app.command()
+def replay(
+    file: Annotated[Path | None, typer.Argument(
+        help="A counterexample file written by check --trace-out.")] = None,
+    schedule: Annotated[str | None, typer.Option(
+        help="A schedule string such as '0*12,1,2*3' (thread id, repeat count).")] = None,
+    scenario: Annotated[str | None, typer.Option(
+        help="Catalog name or TOML file (overrides the file's).")] = None,
+    policy: Annotated[str | None, typer.Option(
+        help="xbusy or sbusy (default: the file's, else sbusy).")] = None,
+    every_step: Annotated[bool | None, typer.Option(
+        "--step-invariants/--end-invariants",
+        help="Invariants after every step or at the end (default: the file's).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Show every step.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Re-run a recorded schedule step for step and show its trace."""
+    out = _out()
+    with _reported():
+        record = _replay_record(file, schedule, scenario, policy)
+        s = _replay_scenario(record, scenario)
+        es = every_step if every_step is not None else \
+            bool(record.options.get("every_step", True))
+        record = dataclasses.replace(record, scenario=s.name, scenario_path=s.source,
+                                     options={**record.options, "every_step": es})
+        if not json_out:
+            render_run_description(record, out)
+        result = explore.replay(s, record, every_step=es)
+    replayed = RunRecord.from_outcome(
+        result.outcome, scenario=s.name, policy=record.policy, strategy="replay",
+        seed=record.seed, version=__version__, scenario_path=s.source,
+        options=record.options)
+    if json_out:
+        _emit_json({**dataclasses.asdict(replayed),
+                    "events": [e.to_json() for e in result.events]})
+    else:
+        render_outcome(out, result.events, replayed.violation, full=full,
+                       processes=_processes(s))
+        _replay_notes(out, record, result, replayed.verdict)
+    raise typer.Exit(EXIT_VIOLATION if replayed.violation else EXIT_OK)
+
+
+def main() -> None:
+    """The `faultline` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""faultline.kern: FreeBSD's VM fault path as runnable model code.
+
+`FREEBSD_NAMES` maps the model functions whose names differ from the FreeBSD function
+they model; every other model function carries its FreeBSD name.
+"""
+
+FREEBSD_NAMES: dict[str, str] = {
+    "vm_fault_found": "vm_fault (found:)",
+    "vm_fault_walk": "vm_fault (shadow chain loop)",
+    "_vm_fault_cow_rename": "vm_fault_cow (rename)",
+    "_vm_fault_cow_copy": "vm_fault_cow (copy)",
+    "_soft_fast_fail": "vm_fault_soft_fast (fail)",
+    "_collapse_full": "vm_object_collapse",
+    "_collapse_bypass": "vm_object_collapse (bypass)",
+    "_fork_share": "vmspace_fork (VM_INHERIT_SHARE)",
+    "_fork_copy": "vmspace_fork (VM_INHERIT_COPY)",
+    "_pv_lock_change": "CHANGE_PV_LIST_LOCK_TO_PHYS",
+    "_refcount_release_if_gt": "refcount_release_if_gt",
+    "_refcount_release": "refcount_release",
+    "_refcount_acquire_if_not_zero": "refcount_acquire_if_not_zero",
+    "_clip_at": "vm_map_clip_start",
+    "proc_touch": "trap (user access)",
+    "pmap_user_access": "MMU (page walk + access)",
+    "vm_mmap": "vm_mmap_object",
+    "sys_munmap": "kern_munmap",
+    "sys_mprotect": "kern_mprotect",
+    "sys_minherit": "kern_minherit",
+    "sys_mlock": "kern_mlock",
+    "sys_munlock": "kern_munlock",
+    "exit1": "exit1",
+    "fork1": "fork1",
+    "setup": "(scenario setup)",
+    "run_thread": "(scenario thread)",
+    "do_op": "(scenario op)",
+    "do_fork": "fork1",
+    "do_exec": "kern_execve",
+}
+
+
+def freebsd_name(model_function: str) -> str:
+    """The FreeBSD function a model function models."""
+    return FREEBSD_NAMES.get(model_function, model_function)

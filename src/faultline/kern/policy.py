@@ -1,0 +1,106 @@
+"""Busy policies for soft faults: the one decision D51474 changed, as overridable predicates.
+
+What lives here: `Policy` (the questions vm_fault asks), `XbusyPolicy` (before D51474:
+every found page is exclusive-busied) and `SbusyPolicy` (D51474 as landed).  Rule kept:
+vm_fault never branches on a policy's name; it asks the policy a question named after
+the FreeBSD condition.  Seeded bugs (a later issue) subclass these and override one
+answer, with a docstring naming the race they reintroduce.  Must not be added: fault
+mechanics.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from faultline.kern.vm_object import OBJ_ONEMAPPING
+from faultline.kern.vm_page import VmPage, vm_page_all_valid, vm_page_xbusied
+from faultline.rt import ops
+
+if TYPE_CHECKING:
+    from faultline.kern.vm_fault import FaultState
+
+
+class Policy:
+    """The decisions of the fault path that a policy may answer differently."""
+
+    name: ClassVar[str] = "base"
+    description: ClassVar[str] = ""
+
+    async def vm_fault_object_may_sbusy(self, fs: FaultState) -> bool:
+        """vm_fault_object: may the found page be only shared-busied?"""
+        raise NotImplementedError
+
+    def vm_fault_object_sbusy_recheck(self, fs: FaultState) -> bool:
+        """vm_fault_object: with the sbusy held, are the racily checked conditions still
+        true?  Validity cannot shrink under the object lock; is_read and might_be_cow
+        are the fault's own state.  (The rename clause is re-checked in vm_fault_cow.)"""
+        from faultline.kern.vm_fault import vm_fault_is_read, vm_fault_might_be_cow
+        assert fs.m is not None
+        return vm_page_all_valid(fs.m) and (vm_fault_is_read(fs) or vm_fault_might_be_cow(fs))
+
+    async def vm_fault_cow_must_remove_all(self, fs: FaultState, m_cow: VmPage) -> bool:
+        """vm_fault_cow, copy path: must every mapping of m_cow be shot down?  Yes unless
+        first_object is ONEMAPPING.  The flag is read racily: if it is set after this
+        read we only shoot down needlessly; if it is cleared after it, a new sharer of
+        first_object cannot map m_cow for this index while first_m is xbusied (parallel
+        faults on it must wait), and our own old mapping is replaced by pmap_enter."""
+        flags = await ops.racy_load(fs.first_object, "flags")
+        return not flags & OBJ_ONEMAPPING
+
+    def vm_fault_cow_may_rename(self, fs: FaultState) -> bool:
+        """vm_fault_cow: only an exclusively busied source page may change identity;
+        other sbusy holders rely on it."""
+        assert fs.m is not None
+        return vm_page_xbusied(fs.m)
+
+
+class XbusyPolicy(Policy):
+    """Before D51474: every page found by a fault is exclusive-busied."""
+
+    name = "xbusy"
+    description = "before D51474: every found page is exclusive-busied"
+
+    async def vm_fault_object_may_sbusy(self, fs: FaultState) -> bool:
+        """Never."""
+        return False
+
+
+class SbusyPolicy(Policy):
+    """D51474 as landed: a valid page that this fault will neither map writable nor
+    rename is only shared-busied."""
+
+    name = "sbusy"
+    description = "D51474: share-busy valid pages that will not be renamed for COW"
+
+    async def vm_fault_object_may_sbusy(self, fs: FaultState) -> bool:
+        """The condition of vm_fault_object(), clause by clause."""
+        from faultline.kern.vm_fault import (
+            vm_fault_can_cow_rename,
+            vm_fault_is_read,
+            vm_fault_might_be_cow,
+        )
+        assert fs.m is not None
+        # The page is fully valid: no pager I/O, so nothing to validate under xbusy.
+        if not vm_page_all_valid(fs.m):
+            return False
+        # The mapping cannot be writable and no copy is asked for, or the page lives
+        # below the top object, where this fault never maps it writable.
+        if not (vm_fault_is_read(fs) or vm_fault_might_be_cow(fs)):
+            return False
+        # It is not a rename candidate: renames move pages one level up only.  Both
+        # reads are racy; vm_fault_cow re-checks under both object write locks and
+        # refuses to rename a page that is not xbusied.
+        if not await vm_fault_can_cow_rename(fs):
+            return True
+        return fs.object is not await ops.racy_load(fs.first_object, "backing_object")
+
+
+POLICIES: dict[str, type[Policy]] = {"xbusy": XbusyPolicy, "sbusy": SbusyPolicy}
+
+
+def policy_named(name: str) -> Policy:
+    """The policy called `name`; KeyError lists the known ones."""
+    try:
+        return POLICIES[name]()
+    except KeyError:
+        raise KeyError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}") from None

@@ -1,0 +1,8 @@
+"""faultline.report: everything faultline shows a person, and nothing else.
+
+What lives here: `trace_view` (run descriptions and counterexamples laid out one column
+per thread) and `tables` (the catalog, one scenario, check results).  Rule kept: report
+renders data produced by `check` and `scenario`; it never runs an execution, parses
+arguments or decides an exit code (that is `cli`).  Must not be added: model or checker
+logic.
+"""

@@ -1,0 +1,180 @@
+"""Tables for humans: the catalog, one scenario in full, and check results.
+
+What lives here: `first_sentence`, `catalog_table` (`faultline scenarios`), `scenario_view`
+(`faultline show`: files, images, processes with their mappings and setup, threads side
+by side, bound and expectations), `scenario_json`, `results_table` and `total_line`
+(`faultline check`).
+
+Rule kept: pure presentation of `scenario.spec` data and `check.explore` results; every
+user-supplied string goes into a `rich.text.Text`, never through markup, so a
+`[bracket]` in a description prints as written.  Must not be added: loading, running or
+exit codes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from faultline.check.explore import ScenarioResult
+from faultline.scenario.spec import PAGE_SIZE, MappingSpec, ProcessSpec, Scenario
+
+__all__ = [
+    "catalog_table",
+    "first_sentence",
+    "is_expected",
+    "results_table",
+    "scenario_json",
+    "scenario_view",
+    "total_line",
+]
+
+_SENTENCE = re.compile(r"(.+?[.!?])(?=\s|$)", re.S)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of `text`, on one line."""
+    flat = " ".join(text.split())
+    m = _SENTENCE.match(flat)
+    return m.group(1) if m else flat
+
+
+# ---------------------------------------------------------------- the catalog
+
+def scenario_json(s: Scenario) -> dict[str, Any]:
+    """A scenario's catalog entry for `scenarios --json`."""
+    return {"name": s.name, "description": " ".join(s.description.split()),
+            "probes": list(s.probes), "expect": dict(sorted(s.expect.items())),
+            "step_bound": s.step_bound, "threads": [t.name for t in s.threads],
+            "path": s.source}
+
+
+def catalog_table(scenarios: Sequence[Scenario]) -> Table:
+    """name | description (first sentence) | probes | expect."""
+    table = Table(title="faultline scenarios", header_style="bold")
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("description", ratio=3)
+    table.add_column("probes", ratio=1)
+    table.add_column("expect", no_wrap=True)
+    for s in scenarios:
+        expect = " ".join(f"{p}={v}" for p, v in sorted(s.expect.items()))
+        table.add_row(Text(s.name), Text(first_sentence(s.description)),
+                      Text(", ".join(s.probes)), Text(expect))
+    return table
+
+
+# ---------------------------------------------------------------- one scenario
+
+def _range(addr: int, pages: int) -> str:
+    return f"{addr:#x}-{addr + pages * PAGE_SIZE:#x}"
+
+
+def _mapping(mp: MappingSpec) -> str:
+    what = f"file {mp.file} +{mp.offset}p" if mp.file else "anon"
+    init = f" init={list(mp.init)}" if mp.init else ""
+    inherit = f" inherit={mp.inherit}" if mp.inherit else ""
+    return f"map {_range(mp.addr, mp.pages)} {mp.prot} {mp.share} {what}{inherit}{init}"
+
+
+def _process_tree(p: ProcessSpec) -> Tree:
+    label = p.name + (f" (forked by {p.parent})" if p.parent else "")
+    label += f" exec {p.image}" if p.image else ""
+    tree = Tree(Text(label, style="bold"))
+    for mp in p.mappings:
+        tree.add(Text(_mapping(mp)))
+    if p.setup:
+        setup = tree.add(Text("setup (sequential, before any thread)", style="italic"))
+        for op in p.setup:
+            setup.add(Text(str(op)))
+    return tree
+
+
+def _threads_table(s: Scenario) -> Table:
+    """Threads side by side, one column each, ops numbered: how a trace will look."""
+    table = Table(title="threads (run concurrently)", header_style="bold")
+    table.add_column("#", justify="right", style="dim")
+    for t in s.threads:
+        table.add_column(Text(f"{t.name} ({t.process})"))
+    for i in range(max((len(t.ops) for t in s.threads), default=0)):
+        cells = [Text(str(t.ops[i])) if i < len(t.ops) else Text("") for t in s.threads]
+        table.add_row(str(i + 1), *cells)
+    return table
+
+
+def _files_table(s: Scenario) -> Table:
+    table = Table(title="files and images", header_style="bold")
+    table.add_column("name")
+    table.add_column("contents")
+    for f in s.files:
+        table.add_row(Text(f.name), Text(f"pages {list(f.pages)}"))
+    for img in s.images:
+        segs = "; ".join(f"{g.file}+{g.offset}p at {_range(g.addr, g.pages)} {g.prot}"
+                         for g in img.segments)
+        table.add_row(Text(f"image {img.name}"), Text(segs))
+    return table
+
+
+def _footer(s: Scenario) -> Text:
+    expect = ", ".join(f"{p}: {v}" for p, v in sorted(s.expect.items())) or "none"
+    lines = [f"step bound: {s.step_bound}", f"expected verdicts: {expect}",
+             f"probes: {', '.join(s.probes) or 'none'}", f"source: {s.source}"]
+    return Text("\n".join(lines))
+
+
+def scenario_view(s: Scenario) -> RenderableType:
+    """Everything a scenario says, laid out for reading."""
+    parts: list[RenderableType] = [
+        Panel(Text(" ".join(s.description.split())), title=Text(s.name, style="bold"),
+              title_align="left"),
+    ]
+    if s.files or s.images:
+        parts.append(_files_table(s))
+    procs = Tree(Text("processes", style="bold"))
+    for p in s.processes:
+        procs.add(_process_tree(p))
+    parts += [procs, _threads_table(s), _footer(s)]
+    return Group(*parts)
+
+
+# ---------------------------------------------------------------- check results
+
+def is_expected(r: ScenarioResult) -> bool:
+    """True unless the scenario states an expected verdict for this policy and r differs."""
+    return r.expected is None or r.expected == r.verdict
+
+
+def _rate(executions: int, seconds: float) -> str:
+    return f"{executions / seconds:,.0f}" if seconds > 0 else "-"
+
+
+def results_table(results: Sequence[ScenarioResult]) -> Table:
+    """One row per scenario: verdict, expectation and throughput."""
+    table = Table(header_style="bold")
+    for name in ("scenario", "policy", "verdict", "expected"):
+        table.add_column(name, no_wrap=True)
+    for name in ("executions", "steps", "seconds", "executions/s"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for r in results:
+        vstyle = "green" if r.verdict == "pass" else "bold red"
+        exp = Text(r.expected or "-", style="" if is_expected(r) else "bold red")
+        if not is_expected(r):
+            exp.append(" (differs)")
+        table.add_row(Text(r.scenario), r.policy, Text(r.verdict, style=vstyle), exp,
+                      f"{r.executions:,}", f"{r.steps:,}", f"{r.seconds:.2f}",
+                      _rate(r.executions, r.seconds))
+    return table
+
+
+def total_line(results: Sequence[ScenarioResult], wall: float) -> str:
+    """`total: N scenarios, E executions, S steps, W s wall, R executions/s`."""
+    execs = sum(r.executions for r in results)
+    steps = sum(r.steps for r in results)
+    return (f"total: {len(results)} scenarios, {execs:,} executions, {steps:,} steps, "
+            f"{wall:.2f} s wall, {_rate(execs, wall)} executions/s")

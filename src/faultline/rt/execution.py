@@ -1,0 +1,385 @@
+"""One execution: threads (coroutines) stepped one op at a time under a strategy.
+
+What lives here: `Thread`, the sleep queues, the mechanics of performing an op and
+resuming a coroutine up to its next trap, deadlock and step-bound detection, and the
+observer hook calls.  Rule kept: the execution knows the runtime's primitives and
+nothing of the VM model; *which* enabled thread runs next is always the strategy's
+decision (random, replay, DPOR, PCT, a timed simulator...).  Must not be added:
+exploration logic (backtracking, shrinking) or any `if tracing:` branch; observers
+subscribe to hooks instead.
+
+    run():  while live threads:
+              enabled <- threads whose pending op can be performed
+              none enabled            -> deadlock
+              steps == bound          -> no progress
+              t <- strategy.choose(enabled)
+              perform t.pending; resume t up to its next trap  (one step)
+              observers.stepped(...)   (invariants, oracle, witness, trace)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from faultline.rt import context, ops
+from faultline.rt.sync import Lock, Panic
+
+
+class FaultlineInternalError(Exception):
+    """A bug in faultline, not in your scenario."""
+
+
+class Violation(Exception):
+    """A checked property failed; raised by model code or observers, ends the run."""
+
+    def __init__(self, kind: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.details = details or {}
+
+
+class ReplayDivergence(Exception):
+    """A recorded schedule asked for a thread that cannot run at that step."""
+
+
+# ---------------------------------------------------------------- threads
+
+@dataclass(eq=False, slots=True)
+class Thread:
+    """A model thread: a coroutine plus the op it is waiting to perform."""
+
+    tid: int
+    name: str
+    group: str
+    coro: Any
+    pending: ops.Op | None = None
+    done: bool = False
+    woken: bool = False
+    held: list[Lock] = field(default_factory=list)
+    wchan: Any = None
+    wmesg: str = ""
+    steps: int = 0
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def where(self) -> tuple[str, int, str] | None:
+        """(file, line, function) of the innermost model frame awaiting `pending`."""
+        return await_site(self.coro)
+
+
+def await_site(coro: Any) -> tuple[str, int, str] | None:
+    """Walk a suspended coroutine's cr_await chain to the innermost non-rt frame."""
+    best = None
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        path = frame.f_code.co_filename
+        if "/faultline/rt/" not in path:
+            best = (path, frame.f_lineno, frame.f_code.co_name)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return best
+
+
+# ---------------------------------------------------------------- protocols
+
+class Strategy(Protocol):
+    """Chooses which enabled thread performs its pending op next."""
+
+    def choose(self, ex: Execution, enabled: Sequence[Thread]) -> Thread: ...
+
+
+class Observer(Protocol):
+    """Hooks an execution calls; every method is optional (see Hooks)."""
+
+
+class Hooks:
+    """Default no-op observer; subclass and override what you need."""
+
+    def created(self, ex: Execution, t: Thread) -> None:
+        """Thread `t` was spawned."""
+
+    def performing(self, ex: Execution, t: Thread, op: ops.Op) -> None:
+        """`t` is about to perform `op`; only observers with `wants_sites` get this."""
+
+    wants_sites = False
+
+    def acquiring(self, ex: Execution, t: Thread, op: ops.Acquire) -> None:
+        """`t` is about to be granted a blocking acquisition (its site is still live)."""
+
+    def stepped(self, ex: Execution, t: Thread, op: ops.Op, result: Any) -> None:
+        """`t` performed `op` (returning `result`) and ran to its next trap."""
+
+    def noted(self, ex: Execution, t: Thread, note: ops.Note) -> None:
+        """Model code in `t` reported `note` (not a scheduling point)."""
+
+    def costed(self, ex: Execution, t: Thread, cost: ops.Cost) -> None:
+        """Model code in `t` charged simulated CPU time."""
+
+    def terminated(self, ex: Execution, t: Thread) -> None:
+        """`t` returned."""
+
+    def finished(self, ex: Execution, outcome: Outcome) -> None:
+        """The execution ended with `outcome`."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an execution ended."""
+
+    steps: int
+    schedule: list[int]
+    violation: Violation | None = None
+    violation_thread: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        """"pass" or "violation"."""
+        return "pass" if self.violation is None else "violation"
+
+
+# ---------------------------------------------------------------- execution
+
+class Execution:
+    """Runs threads to completion under `strategy`, calling `observers`' hooks."""
+
+    def __init__(self, strategy: Strategy, observers: Sequence[Hooks] = (),
+                 step_bound: int = 20_000) -> None:
+        self.strategy = strategy
+        self.observers = list(observers)
+        self.step_bound = step_bound
+        self.threads: list[Thread] = []
+        self.steps = 0
+        self.schedule: list[int] = []
+        self.sleepq: dict[int, deque[Thread]] = {}   # keyed by id(chan): lookups only
+        self.current: Thread | None = None
+        self._site_observers = [o for o in self.observers if o.wants_sites]
+
+    # -- public
+    def spawn(self, name: str, group: str, coro: Any) -> Thread:
+        """Create a thread and run it up to its first trap."""
+        t = Thread(len(self.threads), name, group, coro)
+        self.threads.append(t)
+        for o in self.observers:
+            o.created(self, t)
+        self._resume(t, None)
+        return t
+
+    def enabled(self) -> list[Thread]:
+        """Threads whose pending op can be performed now, in tid order."""
+        return [t for t in self.threads if not t.done and self._can_perform(t)]
+
+    def run(self) -> Outcome:
+        """Step until every thread is done or a violation ends the run."""
+        outcome = Outcome(0, self.schedule)
+        try:
+            while True:
+                live = [t for t in self.threads if not t.done]
+                if not live:
+                    break
+                enabled = [t for t in live if self._can_perform(t)]
+                if not enabled:
+                    raise Violation("deadlock", self.describe_deadlock(live))
+                if self.steps >= self.step_bound:
+                    raise Violation("no-progress", self.describe_no_progress(live))
+                self.step(self.strategy.choose(self, enabled))
+        except Violation as v:
+            outcome.violation = v
+            outcome.violation_thread = self.current.name if self.current else None
+        finally:
+            self._close_all()
+        outcome.steps = self.steps
+        for o in self.observers:
+            o.finished(self, outcome)
+        return outcome
+
+    def _close_all(self) -> None:
+        # Threads cut short by a violation: close their coroutines (and those of spawns
+        # not yet performed) so nothing is left half-run or never awaited.
+        for t in self.threads:
+            if type(t.pending) is ops.Spawn:
+                t.pending.coro.close()
+            if not t.done:
+                t.coro.close()
+
+    def step(self, t: Thread) -> None:
+        """Perform `t`'s pending op and resume it to its next trap (one step)."""
+        op = t.pending
+        assert op is not None
+        self.schedule.append(t.tid)
+        self.steps += 1
+        t.steps += 1
+        self.current = t
+        for o in self._site_observers:
+            o.performing(self, t, op)
+        result = self._perform(t, op)
+        self._resume(t, result)
+        for o in self.observers:
+            o.stepped(self, t, op, result)
+        self.current = None
+
+    # -- performing ops
+    def _can_perform(self, t: Thread) -> bool:
+        op = t.pending
+        if type(op) is ops.Acquire and not op.try_:
+            return op.lock.can_acquire(t.tid, op.mode)
+        if type(op) is ops.Resume:
+            return t.woken
+        return True
+
+    def _perform(self, t: Thread, op: ops.Op) -> Any:
+        handler = _HANDLERS.get(type(op))
+        if handler is None:
+            raise FaultlineInternalError(
+                f"unknown op {op!r} yielded by thread {t.name} at {t.where()}")
+        try:
+            return handler(self, t, op)
+        except Panic as p:
+            raise Violation("panic", str(p)) from None
+
+    def _acquire(self, t: Thread, op: ops.Acquire) -> bool | None:
+        if op.try_:
+            if not op.lock.can_acquire(t.tid, op.mode):
+                return False
+        else:
+            for o in self.observers:
+                o.acquiring(self, t, op)
+        op.lock.grant(t.tid, op.mode)
+        t.held.append(op.lock)
+        return True if op.try_ else None
+
+    def _release(self, t: Thread, op: ops.Release) -> None:
+        op.lock.drop(t.tid)
+        t.held.remove(op.lock)
+
+    def _upgrade(self, t: Thread, op: ops.Upgrade) -> bool:
+        return op.lock.upgrade(t.tid)
+
+    def _downgrade(self, t: Thread, op: ops.Downgrade) -> None:
+        op.lock.downgrade_to_shared(t.tid)
+
+    def _busy(self, t: Thread, op: ops.Busy) -> Any:
+        result, wake = op.word.apply(t.tid, op.action, op.gate)
+        if wake:
+            self.wake(op.word, one=False)
+        return result
+
+    def _sleep(self, t: Thread, op: ops.Sleep) -> bool:
+        if op.check is not None and not op.check():
+            return False
+        if op.interlock is not None:
+            self._release(t, ops.Release(op.interlock))
+        self.sleepq.setdefault(id(op.chan), deque()).append(t)
+        t.woken, t.wchan, t.wmesg = False, op.chan, op.wmesg
+        return True
+
+    def _resume_op(self, t: Thread, op: ops.Resume) -> None:
+        t.wchan, t.wmesg = None, ""
+
+    def _wakeup(self, t: Thread, op: ops.Wakeup) -> None:
+        self.wake(op.chan, op.one)
+
+    def wake(self, chan: Any, one: bool) -> None:
+        """wakeup / wakeup_one: make sleepers on `chan` runnable, FIFO."""
+        q = self.sleepq.get(id(chan))
+        while q:
+            q.popleft().woken = True
+            if one:
+                break
+
+    def _atomic(self, t: Thread, op: ops.Atomic) -> Any:
+        return op.fn()
+
+    def _pause(self, t: Thread, op: ops.Pause) -> None:
+        return None
+
+    def _spawn(self, t: Thread, op: ops.Spawn) -> None:
+        self.spawn(op.name, op.group, op.coro)
+        self.current = t
+        context.current = t
+
+    # -- resuming coroutines
+    def _resume(self, t: Thread, value: Any) -> None:
+        """Send `value` into `t` and run it up to its next scheduling point."""
+        prev = context.current
+        context.current = t
+        try:
+            op = t.coro.send(value)
+            while op.inline:
+                self._inline(t, op)
+                op = t.coro.send(None)
+            t.pending = op
+        except StopIteration:
+            t.done, t.pending = True, None
+            if t.held:
+                raise Violation("panic", f"thread {t.name} exited holding {t.held}") from None
+            for o in self.observers:
+                o.terminated(self, t)
+        except Panic as p:
+            raise Violation("panic", str(p)) from None
+        except Violation:
+            raise
+        except Exception as e:   # model code bug: report it as ours, with its site
+            raise FaultlineInternalError(
+                f"bug in faultline, not in your scenario: {type(e).__name__}: {e} "
+                f"(thread {t.name})").with_traceback(sys.exc_info()[2]) from e
+        finally:
+            context.current = prev
+
+    def _inline(self, t: Thread, op: ops.Op) -> None:
+        if type(op) is ops.Note:
+            for o in self.observers:
+                o.noted(self, t, op)
+        elif type(op) is ops.Cost:
+            for o in self.observers:
+                o.costed(self, t, op)
+        else:
+            raise FaultlineInternalError(f"unknown inline op {op!r} from {t.name}")
+
+    # -- diagnostics
+    def describe_blocked(self, t: Thread) -> str:
+        """What `t` waits for, in kernel words."""
+        op = t.pending
+        if type(op) is ops.Resume:
+            return f"asleep on {t.wchan!r} ({t.wmesg})"
+        if type(op) is ops.Acquire:
+            lk = op.lock
+            holder = f"owner {self.threads[lk.owner].name}" if lk.owner is not None else \
+                "readers " + ",".join(self.threads[r].name for r in lk.readers)
+            return f"blocked on {lk.name} {lk.label} ({'x' if op.mode == 'x' else 's'}; {holder})"
+        return f"runnable at {op!r}"
+
+    def describe_deadlock(self, live: list[Thread]) -> str:
+        """The deadlock message: every live thread and what it waits for."""
+        parts = [f"{t.name} {self.describe_blocked(t)}" for t in live]
+        return "deadlock: no thread can run; " + "; ".join(parts)
+
+    def describe_no_progress(self, live: list[Thread]) -> str:
+        """The step-bound message, naming the probable cause."""
+        spinning = sorted(live, key=lambda t: -t.steps)[:3]
+        who = ", ".join(f"{t.name} ({t.steps} steps)" for t in spinning)
+        return (f"no progress: the step bound of {self.step_bound} was reached with "
+                f"{len(live)} thread(s) unfinished; busiest: {who}. Probable cause: a "
+                f"livelock (a fault restarting forever) or a bound too small for the "
+                f"scenario (raise step_bound in the scenario file)")
+
+
+_HANDLERS: dict[type, Callable[[Execution, Thread, Any], Any]] = {
+    ops.Acquire: Execution._acquire,
+    ops.Release: Execution._release,
+    ops.Upgrade: Execution._upgrade,
+    ops.Downgrade: Execution._downgrade,
+    ops.Busy: Execution._busy,
+    ops.Sleep: Execution._sleep,
+    ops.Resume: Execution._resume_op,
+    ops.Wakeup: Execution._wakeup,
+    ops.Atomic: Execution._atomic,
+    ops.Pause: Execution._pause,
+    ops.Spawn: Execution._spawn,
+}

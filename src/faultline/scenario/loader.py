@@ -1,0 +1,733 @@
+"""Scenario loader: TOML text, TOML files and the built-in catalog -> validated `Scenario`.
+
+What lives here: `ScenarioError` (a one-line, CLI-ready error naming file, key and what was
+expected), `parse_op` for the op mini-language documented in `scenario.spec`, the TOML
+schema reader (`load_text`, `load_path`), the catalog helpers (`catalog_dir`,
+`catalog_names`, `load_scenario`, `load_catalog`) and `validate`, the value and
+cross-reference checks shared by TOML-loaded and Python-built scenarios.
+
+Rule kept: this module only turns text into `scenario.spec` dataclasses and rejects bad
+input with `ScenarioError`.  Do not add runtime or VM-model behaviour, printing, exit
+codes or other CLI presentation here, and do not define scenario dataclasses or their
+defaults here (they live in `scenario.spec`).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import reprlib
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, NoReturn, TypeGuard, TypeVar, cast
+
+from faultline.scenario.spec import (
+    INHERITS,
+    OP_NAMES,
+    PAGE_SIZE,
+    PROTS,
+    FileSpec,
+    ImageSpec,
+    MappingSpec,
+    Op,
+    ProcessSpec,
+    Scenario,
+    SegmentSpec,
+    ThreadSpec,
+)
+
+__all__ = [
+    "ScenarioError",
+    "catalog_dir",
+    "catalog_names",
+    "load_catalog",
+    "load_path",
+    "load_scenario",
+    "load_text",
+    "parse_op",
+    "validate",
+]
+
+T = TypeVar("T")
+
+_POLICIES: tuple[str, ...] = ("sbusy", "xbusy")
+_VERDICTS: tuple[str, ...] = ("pass", "violation")
+_SHARES: tuple[str, ...] = ("private", "shared")
+
+_TOP_KEYS = (
+    "name", "description", "step_bound", "probes", "expect", "file", "image", "process",
+    "thread",
+)
+_FILE_KEYS = ("name", "pages")
+_IMAGE_KEYS = ("name", "segment")
+_SEGMENT_KEYS = ("file", "addr", "pages", "offset", "prot")
+_PROCESS_KEYS = ("name", "parent", "image", "setup", "map")
+_MAP_KEYS = ("addr", "pages", "prot", "share", "file", "offset", "inherit", "init")
+_THREAD_KEYS = ("name", "process", "ops")
+
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_SCENARIO_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
+_KEY_PART_RE = re.compile(r"[A-Za-z0-9_-]+")
+_INT_TEXT_RE = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = 60
+_REPR.maxlong = 40
+_REPR.maxother = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+
+
+class _Absent(enum.Enum):
+    """Marks "no value given"; None cannot, since it is a legal Python field value."""
+
+    TOKEN = 0
+
+
+_ABSENT = _Absent.TOKEN
+
+
+def _show(value: object) -> str:
+    """A short repr of `value` for error messages (never raises on huge ints)."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # int too large for str() under sys.get_int_max_str_digits()
+        return f"<{type(value).__name__} too large to show>"
+
+
+class ScenarioError(Exception):
+    """A malformed scenario: in `file`, at `key` (e.g. `process[1].map[0].prot`), the value
+    was not what was `expected`.  `got` is the offending value when there was one.
+
+    `str(e)` is one line, ready for a CLI: `FILE: KEY: expected EXPECTED[, got GOT!r]`.
+    """
+
+    file: str
+    key: str
+    expected: str
+    got: object
+
+    def __init__(self, file: str, key: str, expected: str, got: object = _ABSENT) -> None:
+        super().__init__(file, key, expected, got)
+        self.file = file
+        self.key = key
+        self.expected = expected
+        self.got = got
+
+    def __str__(self) -> str:
+        text = f"{self.file}: {self.key}: expected {self.expected}"
+        if self.got is not _ABSENT:
+            text += f", got {_show(self.got)}"
+        return " ".join(text.splitlines())
+
+
+@dataclass(frozen=True, slots=True)
+class _Loc:
+    """Where a value sits: the file and its dotted/indexed key path."""
+
+    file: str
+    key: str = ""
+
+    def at(self, name: object) -> _Loc:
+        text = str(name)
+        part = text if _KEY_PART_RE.fullmatch(text) else json.dumps(text)
+        return _Loc(self.file, f"{self.key}.{part}" if self.key else part)
+
+    def item(self, index: int) -> _Loc:
+        return _Loc(self.file, f"{self.key}[{index}]")
+
+    def fail(self, expected: str, got: object = _ABSENT) -> NoReturn:
+        raise ScenarioError(self.file, self.key, expected, got)
+
+
+# ---------------------------------------------------------------------------------------
+# Value rules, shared by the TOML reader and validate()
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule(Generic[T]):
+    """What a value must be (`expected`, as said in errors) and the test for it."""
+
+    expected: str
+    accepts: Callable[[object], bool]
+
+    def check(self, value: object, loc: _Loc) -> T:
+        if not self.accepts(value):
+            loc.fail(self.expected, value)
+        return cast(T, value)
+
+
+def _int_rule(minimum: int | None = None, *, aligned: bool = False) -> _Rule[int]:
+    def accepts(value: object) -> bool:
+        if not _is_int(value) or (minimum is not None and value < minimum):
+            return False
+        return not aligned or value % PAGE_SIZE == 0
+
+    bound = "" if minimum is None else f" >= {minimum}"
+    kind = f"a page-aligned (multiple of {PAGE_SIZE:#x}) integer" if aligned else "an integer"
+    return _Rule(kind + bound, accepts)
+
+
+def _str_rule(expected: str, pattern: re.Pattern[str] | None = None) -> _Rule[str]:
+    def accepts(value: object) -> bool:
+        if not isinstance(value, str):
+            return False
+        return bool(value.strip()) if pattern is None else bool(pattern.fullmatch(value))
+
+    return _Rule(expected, accepts)
+
+
+def _choice_rule(choices: tuple[str, ...]) -> _Rule[str]:
+    return _Rule("one of: " + ", ".join(choices), lambda value: value in choices)
+
+
+_INT = _int_rule()
+_NAT = _int_rule(0)
+_POS = _int_rule(1)
+_PAGE_ADDR = _int_rule(0, aligned=True)
+_STRING: _Rule[str] = _Rule("a string", lambda value: isinstance(value, str))
+_OP_STRING: _Rule[str] = _Rule("an op string", lambda value: isinstance(value, str))
+_TEXT = _str_rule("a non-empty string")
+_IDENT = _str_rule("an identifier ([A-Za-z_][A-Za-z0-9_.-]*)", _IDENT_RE)
+_SCENARIO_NAME = _str_rule("a scenario name ([a-z0-9][a-z0-9-]*)", _SCENARIO_NAME_RE)
+_PROT = _choice_rule(PROTS)
+_SHARE = _choice_rule(_SHARES)
+_INHERIT = _choice_rule(INHERITS)
+_VERDICT = _choice_rule(_VERDICTS)
+
+
+def _seq(value: object, loc: _Loc, rule: _Rule[T], noun: str, min_len: int = 0) -> tuple[T, ...]:
+    """Check that `value` is a list (or tuple) of at least `min_len` items obeying `rule`."""
+    if not isinstance(value, list | tuple) or len(value) < min_len:
+        loc.fail(f"a {'non-empty ' if min_len else ''}list of {noun}", value)
+    return tuple(rule.check(item, loc.item(i)) for i, item in enumerate(value))
+
+
+# ---------------------------------------------------------------------------------------
+# The op mini-language
+
+_SYNTAX: dict[str, tuple[str, ...]] = {
+    "read": ("ADDR",),
+    "write": ("ADDR", "VALUE"),
+    "fork": ("CHILD",),
+    "exit": (),
+    "exec": ("IMAGE",),
+    "munmap": ("ADDR", "PAGES"),
+    "mprotect": ("ADDR", "PAGES", "PROT"),
+    "minherit": ("ADDR", "PAGES", "INH"),
+    "mlock": ("ADDR", "PAGES"),
+    "munlock": ("ADDR", "PAGES"),
+    "post": ("EVENT",),
+    "wait": ("EVENT",),
+}
+_RANGE_OPS = frozenset({"munmap", "mprotect", "minherit", "mlock", "munlock"})
+_INT_PARAMS = frozenset({"ADDR", "VALUE", "PAGES"})
+_PARAMS: dict[str, tuple[str, _Rule[Any]]] = {
+    "ADDR": ("addr", _NAT),
+    "VALUE": ("value", _INT),
+    "PAGES": ("pages", _POS),
+    "PROT": ("prot", _PROT),
+    "INH": ("inherit", _INHERIT),
+    "CHILD": ("target", _IDENT),
+    "IMAGE": ("target", _IDENT),
+    "EVENT": ("target", _IDENT),
+}
+
+
+def _int_text(text: str) -> int | None:
+    """Decimal or 0x-hex integer text (optionally negative) -> int; None if it is not one."""
+    if not _INT_TEXT_RE.fullmatch(text):
+        return None
+    try:
+        return int(text, 16 if "x" in text.lower() else 10)
+    except ValueError:  # more decimal digits than sys.get_int_max_str_digits() allows
+        return None
+
+
+def _param(op: str, param: str) -> tuple[str, _Rule[Any]]:
+    """The Op field an op parameter fills and the rule its value obeys."""
+    if param == "ADDR" and op in _RANGE_OPS:
+        return "addr", _PAGE_ADDR
+    return _PARAMS[param]
+
+
+def parse_op(text: str, where_file: str, key: str) -> Op:
+    """Parse one op string of the language in `scenario.spec` (e.g. `"write 0x1000 7"`).
+
+    Raises ScenarioError(where_file, key, ...) naming the op's syntax when it is malformed.
+    """
+    loc = _Loc(where_file, key)
+    words = text.split() if isinstance(text, str) else []
+    if not words or words[0] not in _SYNTAX:
+        loc.fail("an op, one of: " + ", ".join(OP_NAMES), text)
+    name, args = words[0], words[1:]
+    params = _SYNTAX[name]
+    syntax = "'" + " ".join((name, *params)) + "'"
+    if len(args) != len(params):
+        loc.fail(syntax, text)
+    fields: dict[str, Any] = {}
+    for param, arg in zip(params, args):
+        field_name, rule = _param(name, param)
+        value = _int_text(arg) if param in _INT_PARAMS else arg
+        if not rule.accepts(value):
+            loc.fail(f"{syntax} with {param} {rule.expected}", text)
+        fields[field_name] = value
+    return Op(name, **fields)
+
+
+# ---------------------------------------------------------------------------------------
+# TOML tables -> dataclasses (types and per-value rules; cross-references are validate()'s)
+
+
+def _table(value: object, loc: _Loc, allowed: tuple[str, ...]) -> dict[str, object]:
+    """Check that `value` is a table whose keys are all in `allowed`."""
+    if not isinstance(value, dict):
+        loc.fail("a table", value)
+    for key in value:
+        if key not in allowed:
+            loc.at(key).fail("one of: " + ", ".join(allowed))
+    return cast(dict[str, object], value)
+
+
+def _get(tbl: dict[str, object], key: str, loc: _Loc, rule: _Rule[T]) -> T:
+    """A required key's value, checked by `rule`."""
+    if key not in tbl:
+        loc.at(key).fail(f"{rule.expected} (required key is missing)")
+    return rule.check(tbl[key], loc.at(key))
+
+
+def _optional(tbl: dict[str, object], loc: _Loc, rules: dict[str, _Rule[Any]]) -> dict[str, Any]:
+    """The checked values of the optional keys present (absent ones keep spec defaults)."""
+    return {key: rule.check(tbl[key], loc.at(key)) for key, rule in rules.items() if key in tbl}
+
+
+def _list(
+    tbl: dict[str, object], key: str, loc: _Loc, rule: _Rule[T], noun: str,
+    *, min_len: int = 0, required: bool = False,
+) -> tuple[T, ...]:
+    """A list-valued key as a tuple (empty when absent and not required)."""
+    if key not in tbl:
+        if required:
+            loc.at(key).fail(f"a list of {noun} (required key is missing)")
+        return ()
+    return _seq(tbl[key], loc.at(key), rule, noun, min_len)
+
+
+def _ops(tbl: dict[str, object], key: str, loc: _Loc, *, required: bool = False) -> tuple[Op, ...]:
+    """A list of op strings, parsed."""
+    texts = _list(tbl, key, loc, _OP_STRING, "op strings", required=required)
+    at = loc.at(key)
+    return tuple(parse_op(text, loc.file, at.item(i).key) for i, text in enumerate(texts))
+
+
+def _read_all(
+    tbl: dict[str, object], key: str, loc: _Loc, label: str,
+    reader: Callable[[object, _Loc], T],
+) -> tuple[T, ...]:
+    """An array of tables (`[[label]]`), each read by `reader`."""
+    at = loc.at(key)
+    items = tbl.get(key, [])
+    if not isinstance(items, list):
+        at.fail(f"an array of [[{label}]] tables", items)
+    return tuple(reader(item, at.item(i)) for i, item in enumerate(items))
+
+
+def _read_file(item: object, loc: _Loc) -> FileSpec:
+    tbl = _table(item, loc, _FILE_KEYS)
+    return FileSpec(
+        name=_get(tbl, "name", loc, _IDENT),
+        pages=_list(tbl, "pages", loc, _INT, "integers", min_len=1, required=True),
+    )
+
+
+def _read_segment(item: object, loc: _Loc) -> SegmentSpec:
+    tbl = _table(item, loc, _SEGMENT_KEYS)
+    return SegmentSpec(
+        file=_get(tbl, "file", loc, _IDENT),
+        addr=_get(tbl, "addr", loc, _PAGE_ADDR),
+        pages=_get(tbl, "pages", loc, _POS),
+        **_optional(tbl, loc, {"offset": _NAT, "prot": _PROT}),
+    )
+
+
+def _read_image(item: object, loc: _Loc) -> ImageSpec:
+    tbl = _table(item, loc, _IMAGE_KEYS)
+    return ImageSpec(
+        name=_get(tbl, "name", loc, _IDENT),
+        segments=_read_all(tbl, "segment", loc, "image.segment", _read_segment),
+    )
+
+
+_NO_OFFSET = "no offset in a map without file"
+_NO_INIT = "no init in a map with file (init is for anonymous maps)"
+
+
+def _read_mapping(item: object, loc: _Loc) -> MappingSpec:
+    tbl = _table(item, loc, _MAP_KEYS)
+    if "file" not in tbl and "offset" in tbl:
+        loc.at("offset").fail(_NO_OFFSET, tbl["offset"])
+    if "file" in tbl and "init" in tbl:
+        loc.at("init").fail(_NO_INIT, tbl["init"])
+    rules: dict[str, _Rule[Any]] = {
+        "prot": _PROT, "share": _SHARE, "file": _IDENT, "offset": _NAT, "inherit": _INHERIT,
+    }
+    return MappingSpec(
+        addr=_get(tbl, "addr", loc, _PAGE_ADDR),
+        pages=_get(tbl, "pages", loc, _POS),
+        init=_list(tbl, "init", loc, _INT, "integers"),
+        **_optional(tbl, loc, rules),
+    )
+
+
+def _read_process(item: object, loc: _Loc) -> ProcessSpec:
+    tbl = _table(item, loc, _PROCESS_KEYS)
+    return ProcessSpec(
+        name=_get(tbl, "name", loc, _IDENT),
+        **_optional(tbl, loc, {"parent": _IDENT, "image": _IDENT}),
+        setup=_ops(tbl, "setup", loc),
+        mappings=_read_all(tbl, "map", loc, "process.map", _read_mapping),
+    )
+
+
+def _read_thread(item: object, loc: _Loc) -> ThreadSpec:
+    tbl = _table(item, loc, _THREAD_KEYS)
+    return ThreadSpec(
+        name=_get(tbl, "name", loc, _IDENT),
+        process=_get(tbl, "process", loc, _IDENT),
+        ops=_ops(tbl, "ops", loc, required=True),
+    )
+
+
+def _read_expect(doc: dict[str, object], root: _Loc) -> dict[str, str]:
+    if "expect" not in doc:
+        return {}
+    loc = root.at("expect")
+    tbl = _table(doc["expect"], loc, _POLICIES)
+    return {policy: _VERDICT.check(verdict, loc.at(policy)) for policy, verdict in tbl.items()}
+
+
+def _read_scenario(doc: dict[str, object], root: _Loc) -> Scenario:
+    tbl = _table(doc, root, _TOP_KEYS)
+    return Scenario(
+        name=_get(tbl, "name", root, _SCENARIO_NAME),
+        description=_get(tbl, "description", root, _TEXT),
+        **_optional(tbl, root, {"step_bound": _POS}),
+        probes=_list(tbl, "probes", root, _STRING, "strings"),
+        expect=_read_expect(tbl, root),
+        files=_read_all(tbl, "file", root, "file", _read_file),
+        images=_read_all(tbl, "image", root, "image", _read_image),
+        processes=_read_all(tbl, "process", root, "process", _read_process),
+        threads=_read_all(tbl, "thread", root, "thread", _read_thread),
+        source=root.file,
+    )
+
+
+def _parse_toml(text: str, source: str) -> dict[str, object]:
+    try:
+        return tomllib.loads(text)
+    except ValueError as exc:  # tomllib.TOMLDecodeError, or an int too long to convert
+        raise ScenarioError(source, "<toml>", f"valid TOML ({exc})") from None
+    except RecursionError:
+        raise ScenarioError(source, "<toml>", "valid TOML (nesting too deep)") from None
+
+
+def load_text(text: str, source: str) -> Scenario:
+    """Parse and validate a scenario from TOML `text`; `source` names it in errors.
+
+    Raises ScenarioError (key `<toml>` for TOML syntax errors) on any problem.
+    """
+    scenario = _read_scenario(_parse_toml(text, source), _Loc(source))
+    validate(scenario)
+    return scenario
+
+
+def load_path(path: str | os.PathLike[str]) -> Scenario:
+    """Read, parse and validate the TOML scenario file at `path` (its `source`).
+
+    An unreadable or non-UTF-8 file is a ScenarioError with key `<toml>`, like bad TOML.
+    """
+    source = os.fsdecode(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except (OSError, ValueError) as exc:  # ValueError: embedded NUL; UnicodeDecodeError
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ScenarioError(source, "<toml>", f"a readable UTF-8 TOML file ({reason})") from None
+    return load_text(text, source)
+
+
+# ---------------------------------------------------------------------------------------
+# The built-in catalog
+
+
+def catalog_dir() -> Path:
+    """The directory holding the built-in scenarios (`catalog/*.toml` next to this module)."""
+    return Path(__file__).resolve().parent / "catalog"
+
+
+def catalog_names() -> list[str]:
+    """Sorted names (file stems) of the built-in scenarios."""
+    directory = catalog_dir()
+    if not directory.is_dir():
+        return []
+    return sorted(path.stem for path in directory.glob("*.toml") if path.is_file())
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """Load a catalog scenario by name, else the scenario file at that path."""
+    if name_or_path in catalog_names():
+        return load_path(catalog_dir() / f"{name_or_path}.toml")
+    if os.path.exists(name_or_path):
+        return load_path(name_or_path)
+    raise ScenarioError(
+        name_or_path, "<scenario>", "a catalog scenario name or a path to a .toml file"
+    )
+
+
+def load_catalog() -> list[Scenario]:
+    """Every built-in scenario, in name order."""
+    return [load_path(catalog_dir() / f"{name}.toml") for name in catalog_names()]
+
+
+# ---------------------------------------------------------------------------------------
+# validate(): values and cross-references, on dataclasses (keys use the TOML spelling)
+
+
+def validate(s: Scenario) -> None:
+    """Check a scenario's values and cross-references; raise ScenarioError on the first problem.
+
+    Checks unique names, file/image/process references, file ranges, non-overlapping maps,
+    parent chains, that each child is forked exactly once by its parent, exec targets and
+    that every waited event is posted.  Errors name `s.source` and TOML-style keys
+    (`process[1].map[0].addr`), so Python-built scenarios get the same messages.
+    """
+    root = _Loc(s.source)
+    _check_header(s, root)
+    pages_of = _check_files(s.files, root.at("file"))
+    images = _check_images(s.images, root.at("image"), pages_of)
+    procs = _check_processes(s.processes, root.at("process"), pages_of, images)
+    _check_threads(s.threads, root.at("thread"), procs)
+    _check_ops(s, root, procs, images)
+
+
+def _check_header(s: Scenario, root: _Loc) -> None:
+    _SCENARIO_NAME.check(s.name, root.at("name"))
+    _TEXT.check(s.description, root.at("description"))
+    _POS.check(s.step_bound, root.at("step_bound"))
+    _seq(s.probes, root.at("probes"), _STRING, "strings")
+    loc = root.at("expect")
+    for policy, verdict in _table(s.expect, loc, _POLICIES).items():
+        _VERDICT.check(verdict, loc.at(policy))
+
+
+def _check_names(names: Sequence[object], loc: _Loc, label: str) -> None:
+    """Names of the `[[label]]` tables at `loc` are identifiers, each used once."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        at = loc.item(i).at("name")
+        ident = _IDENT.check(name, at)
+        if ident in seen:
+            at.fail(f"a unique [[{label}]] name ({loc.item(seen[ident]).key} has it)", name)
+        seen[ident] = i
+
+
+def _check_files(files: Sequence[FileSpec], loc: _Loc) -> dict[str, int]:
+    _check_names([f.name for f in files], loc, "file")
+    for i, f in enumerate(files):
+        _seq(f.pages, loc.item(i).at("pages"), _INT, "integers", min_len=1)
+    return {f.name: len(f.pages) for f in files}
+
+
+def _check_file_range(file: object, offset: int, pages: int, loc: _Loc,
+                      pages_of: dict[str, int]) -> None:
+    """`file` names a [[file]] holding pages [offset, offset + pages)."""
+    name = _IDENT.check(file, loc.at("file"))
+    if name not in pages_of:
+        loc.at("file").fail("the name of a [[file]]", name)
+    size = pages_of[name]
+    if offset >= size:
+        loc.at("offset").fail(f"an offset < {size} (file {name!r} has {size} pages)", offset)
+    if offset + pages > size:
+        room = f"file {name!r} has {size} pages, offset is {offset}"
+        loc.at("pages").fail(f"at most {size - offset} pages ({room})", pages)
+
+
+def _span(addr: int, pages: int) -> str:
+    return f"[{addr:#x}, {addr + pages * PAGE_SIZE:#x})"
+
+
+def _check_disjoint(ranges: Sequence[tuple[int, int]], loc: _Loc) -> None:
+    """The (addr, pages) ranges listed at `loc` do not overlap."""
+    for j, (addr, pages) in enumerate(ranges):
+        for i in range(j):
+            other, other_pages = ranges[i]
+            if addr < other + other_pages * PAGE_SIZE and other < addr + pages * PAGE_SIZE:
+                where = f"{loc.item(i).key} {_span(other, other_pages)}"
+                loc.item(j).fail(f"a range disjoint from {where}", _span(addr, pages))
+
+
+def _check_segment(seg: SegmentSpec, loc: _Loc, pages_of: dict[str, int]) -> None:
+    _PAGE_ADDR.check(seg.addr, loc.at("addr"))
+    pages = _POS.check(seg.pages, loc.at("pages"))
+    offset = _NAT.check(seg.offset, loc.at("offset"))
+    _PROT.check(seg.prot, loc.at("prot"))
+    _check_file_range(seg.file, offset, pages, loc, pages_of)
+
+
+def _check_images(images: Sequence[ImageSpec], loc: _Loc,
+                  pages_of: dict[str, int]) -> set[str]:
+    _check_names([image.name for image in images], loc, "image")
+    for i, image in enumerate(images):
+        at = loc.item(i).at("segment")
+        if not image.segments:
+            at.fail("one or more [[image.segment]] tables")
+        for j, seg in enumerate(image.segments):
+            _check_segment(seg, at.item(j), pages_of)
+        _check_disjoint([(seg.addr, seg.pages) for seg in image.segments], at)
+    return {image.name for image in images}
+
+
+def _check_mapping(m: MappingSpec, loc: _Loc, pages_of: dict[str, int]) -> None:
+    _PAGE_ADDR.check(m.addr, loc.at("addr"))
+    pages = _POS.check(m.pages, loc.at("pages"))
+    _PROT.check(m.prot, loc.at("prot"))
+    _SHARE.check(m.share, loc.at("share"))
+    offset = _NAT.check(m.offset, loc.at("offset"))
+    if m.inherit is not None:
+        _INHERIT.check(m.inherit, loc.at("inherit"))
+    init = _seq(m.init, loc.at("init"), _INT, "integers")
+    if m.file is not None:
+        if init:
+            loc.at("init").fail(_NO_INIT, init)
+        _check_file_range(m.file, offset, pages, loc, pages_of)
+        return
+    if offset:
+        loc.at("offset").fail(_NO_OFFSET, offset)
+    if len(init) > pages:
+        loc.at("init").fail(f"at most {pages} values (one per page)", init)
+
+
+def _check_root_process(p: ProcessSpec, loc: _Loc, pages_of: dict[str, int],
+                        images: set[str]) -> None:
+    if p.image is not None and _IDENT.check(p.image, loc.at("image")) not in images:
+        loc.at("image").fail("the name of an [[image]]", p.image)
+    maps = loc.at("map")
+    for j, m in enumerate(p.mappings):
+        _check_mapping(m, maps.item(j), pages_of)
+    _check_disjoint([(m.addr, m.pages) for m in p.mappings], maps)
+
+
+def _check_child_process(p: ProcessSpec, loc: _Loc, procs: dict[str, ProcessSpec]) -> None:
+    parent = _IDENT.check(p.parent, loc.at("parent"))
+    if parent == p.name or parent not in procs:
+        loc.at("parent").fail("the name of another [[process]]", parent)
+    forked = f"in a process with a parent (it starts as a fork of {parent!r})"
+    if p.mappings:
+        loc.at("map").fail(f"no map {forked}")
+    if p.setup:
+        loc.at("setup").fail(f"no setup {forked}")
+    if p.image is not None:
+        loc.at("image").fail(f"no image {forked}", p.image)
+
+
+def _check_no_cycles(processes: Sequence[ProcessSpec], loc: _Loc,
+                     procs: dict[str, ProcessSpec]) -> None:
+    for i, p in enumerate(processes):
+        seen = {p.name}
+        parent = p.parent
+        while parent is not None:
+            if parent in seen:
+                at = loc.item(i).at("parent")
+                at.fail("a parent chain ending at a process without parent", p.parent)
+            seen.add(parent)
+            parent = procs[parent].parent
+
+
+def _check_processes(processes: Sequence[ProcessSpec], loc: _Loc, pages_of: dict[str, int],
+                     images: set[str]) -> dict[str, ProcessSpec]:
+    if not processes:
+        loc.fail("one or more [[process]] tables")
+    _check_names([p.name for p in processes], loc, "process")
+    procs = {p.name: p for p in processes}
+    for i, p in enumerate(processes):
+        if p.parent is None:
+            _check_root_process(p, loc.item(i), pages_of, images)
+        else:
+            _check_child_process(p, loc.item(i), procs)
+    _check_no_cycles(processes, loc, procs)
+    return procs
+
+
+def _check_threads(threads: Sequence[ThreadSpec], loc: _Loc,
+                   procs: dict[str, ProcessSpec]) -> None:
+    if not threads:
+        loc.fail("one or more [[thread]] tables")
+    _check_names([t.name for t in threads], loc, "thread")
+    for i, t in enumerate(threads):
+        at = loc.item(i).at("process")
+        if _IDENT.check(t.process, at) not in procs:
+            at.fail("the name of a [[process]]", t.process)
+
+
+_Site = tuple[_Loc, str, Op]  # where an op is, the process running it, the op
+
+
+def _op_sites(s: Scenario, root: _Loc) -> list[_Site]:
+    """Every op of the scenario: setups first, then threads."""
+    sites: list[_Site] = []
+    for i, p in enumerate(s.processes):
+        at = root.at("process").item(i).at("setup")
+        sites += [(at.item(j), p.name, op) for j, op in enumerate(p.setup)]
+    for i, t in enumerate(s.threads):
+        at = root.at("thread").item(i).at("ops")
+        sites += [(at.item(j), t.process, op) for j, op in enumerate(t.ops)]
+    return sites
+
+
+def _check_op_form(op: object, loc: _Loc) -> None:
+    """A (possibly Python-built) op is one `parse_op` could have produced."""
+    if not isinstance(op, Op):
+        loc.fail("an Op", op)
+    try:
+        text = str(op)
+    except (TypeError, ValueError):  # e.g. hex() of a non-int addr
+        loc.fail("an Op whose addr is an integer", op)
+    if parse_op(text, loc.file, loc.key) != op:
+        loc.fail("an Op with only the fields its name takes", op)
+
+
+def _check_fork(op: Op, loc: _Loc, owner: str, procs: dict[str, ProcessSpec],
+                forks: dict[str, _Loc]) -> None:
+    child = procs.get(str(op.target))
+    if child is None or child.parent != owner:
+        loc.fail(f"'fork CHILD' with CHILD a [[process]] whose parent is {owner!r}", str(op))
+    if child.name in forks:
+        loc.fail(f"one fork of {child.name!r} ({forks[child.name].key} forks it)", str(op))
+    forks[child.name] = loc
+
+
+def _check_ops(s: Scenario, root: _Loc, procs: dict[str, ProcessSpec],
+               images: set[str]) -> None:
+    sites = _op_sites(s, root)
+    for loc, _, op in sites:
+        _check_op_form(op, loc)
+    posted = {op.target for _, _, op in sites if op.name == "post"}
+    forks: dict[str, _Loc] = {}
+    for loc, owner, op in sites:
+        if op.name == "fork":
+            _check_fork(op, loc, owner, procs, forks)
+        elif op.name == "exec" and op.target not in images:
+            loc.fail("'exec IMAGE' with IMAGE the name of an [[image]]", str(op))
+        elif op.name == "wait" and op.target not in posted:
+            loc.fail(f"'wait EVENT' with a 'post {op.target}' somewhere", str(op))
+    for i, p in enumerate(s.processes):
+        if p.parent is not None and p.name not in forks:
+            at = root.at("process").item(i).at("parent")
+            at.fail(f"a 'fork {p.name}' op in a thread or the setup of {p.parent!r}")

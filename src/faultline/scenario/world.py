@@ -1,0 +1,162 @@
+"""A scenario instantiated in one execution: files, processes, threads and their ops.
+
+What lives here: `World`, which builds the VM state a `Scenario` describes (sequential
+setup in one thread, then every scenario thread spawned at once) and interprets each
+thread's op list through the `kern` system calls.  Rule kept: setup is sequential (one
+thread, no interleavings); threads of processes forked during setup start with the
+others, threads of processes forked later start when their fork returns.
+Must not be added: checking (observers do that) or scheduling (strategies do that).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faultline.kern.policy import policy_named
+from faultline.kern.proc import (
+    Proc,
+    exec_new_vmspace,
+    exit1,
+    fork1,
+    proc_create,
+    proc_touch,
+    sys_minherit,
+    sys_mlock,
+    sys_mprotect,
+    sys_munlock,
+    sys_munmap,
+    thread_exit,
+    vm_mmap,
+)
+from faultline.kern.vm import Vm
+from faultline.kern.vm_object import VmObject, vm_object_allocate_vnode
+from faultline.rt import ops
+from faultline.rt.sync import Flag, flag_post, flag_wait
+from faultline.scenario.spec import Op, Scenario, ThreadSpec
+
+
+class World:
+    """The model state of one run of `scenario` under `policy`."""
+
+    def __init__(self, scenario: Scenario, policy: str, npv_locks: int = 8) -> None:
+        self.scenario = scenario
+        self.vm = Vm(policy_named(policy), npv_locks=npv_locks)
+        self.procs: dict[str, Proc] = {}
+        self.flags = {name: Flag(name) for name in _events(scenario)}
+        self.in_setup = True
+        self._deferred: list[ThreadSpec] = []
+
+    # -- setup
+    async def setup(self) -> None:
+        """Create files and starting processes, run their setup ops, start the threads."""
+        for f in self.scenario.files:
+            self.vm.files[f.name] = vm_object_allocate_vnode(self.vm, f.name, f.pages)
+        for ps in self.scenario.processes:
+            if ps.parent is not None:
+                continue
+            p = self.procs[ps.name] = proc_create(self.vm, ps.name)
+            p.nthreads = 1
+            if ps.image is not None:
+                await self.do_exec(p, ps.image)
+            for mp in ps.mappings:
+                obj = self.vm.files[mp.file] if mp.file is not None else None
+                await vm_mmap(p, mp.addr, mp.pages, mp.prot, mp.share == "shared", obj,
+                              mp.offset, mp.inherit)
+                for i, value in enumerate(mp.init):
+                    await proc_touch(p, mp.addr + i * 4096, True, value)
+            for op in ps.setup:
+                await self.do_op(p, op)
+            p.nthreads = 0
+        self.in_setup = False
+        await ops.note("setup-done")
+        for ts in [*self._threads_of(self._initial()), *self._deferred]:
+            await self.start_thread(ts)
+
+    def _initial(self) -> list[str]:
+        return [ps.name for ps in self.scenario.processes if ps.parent is None]
+
+    def _threads_of(self, procs: list[str]) -> list[ThreadSpec]:
+        return [t for t in self.scenario.threads if t.process in procs]
+
+    async def start_thread(self, ts: ThreadSpec) -> None:
+        """Spawn scenario thread `ts` in its process."""
+        p = self.procs.get(ts.process)
+        if p is None or p.map is None:
+            return                       # the process already exited
+        p.nthreads += 1
+        await ops.spawn(ts.name, ts.process, self.run_thread(ts, p))
+
+    async def run_thread(self, ts: ThreadSpec, p: Proc) -> None:
+        """A scenario thread: its ops in order, until done or its process single-threads."""
+        for op in ts.ops:
+            if p.single or p.map is None:
+                await ops.note("thread-stopped", {"thread": ts.name, "op": str(op)})
+                break
+            await ops.note("op", {"thread": ts.name, "op": str(op)})
+            await self.do_op(p, op)
+        if p.map is not None or p.nthreads:
+            await thread_exit(p)
+
+    # -- ops
+    async def do_op(self, p: Proc, op: Op) -> Any:
+        """Perform one scenario op as process `p`."""
+        match op.name:
+            case "read":
+                return await proc_touch(p, _int(op.addr), False)
+            case "write":
+                return await proc_touch(p, _int(op.addr), True, _int(op.value))
+            case "fork":
+                return await self.do_fork(p, _str(op.target))
+            case "exit":
+                return await exit1(p)
+            case "exec":
+                return await self.do_exec(p, _str(op.target))
+            case "munmap":
+                return await sys_munmap(p, _int(op.addr), _int(op.pages))
+            case "mprotect":
+                return await sys_mprotect(p, _int(op.addr), _int(op.pages), _str(op.prot))
+            case "minherit":
+                return await sys_minherit(p, _int(op.addr), _int(op.pages), _str(op.inherit))
+            case "mlock":
+                return await sys_mlock(p, _int(op.addr), _int(op.pages))
+            case "munlock":
+                return await sys_munlock(p, _int(op.addr), _int(op.pages))
+            case "post":
+                return await flag_post(self.flags[_str(op.target)])
+            case "wait":
+                return await flag_wait(self.flags[_str(op.target)])
+            case _:
+                raise ValueError(f"unknown scenario op {op.name!r}")
+
+    async def do_fork(self, p: Proc, child: str) -> None:
+        """fork, then start the child's threads (after setup, at once)."""
+        c = self.procs[child] = await fork1(p, child)
+        del c
+        for ts in self._threads_of([child]):
+            if self.in_setup:
+                self._deferred.append(ts)
+            else:
+                await self.start_thread(ts)
+
+    async def do_exec(self, p: Proc, image: str) -> None:
+        """exec IMAGE: a fresh vmspace mapping the image's segments from their files."""
+        spec = next(i for i in self.scenario.images if i.name == image)
+        segs: list[tuple[VmObject, int, int, int, str]] = [
+            (self.vm.files[s.file], s.offset, s.addr, s.pages, s.prot) for s in spec.segments]
+        await exec_new_vmspace(p, image, segs)
+
+
+def _events(s: Scenario) -> list[str]:
+    names = {op.target for t in s.threads for op in t.ops if op.name in ("post", "wait")}
+    names |= {op.target for p in s.processes for op in p.setup if op.name in ("post", "wait")}
+    return sorted(n for n in names if n is not None)
+
+
+def _int(v: int | None) -> int:
+    assert v is not None
+    return v
+
+
+def _str(v: str | None) -> str:
+    assert v is not None
+    return v

@@ -1,0 +1,79 @@
+"""The checker finds real bugs: policies that break one decision D51474's argument relies
+on are caught by the scenarios that probe it (the seeded-bug catalog will grow from
+these)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from faultline.check.explore import CheckConfig, check_scenario
+from faultline.kern import policy as P
+from faultline.kern.vm_fault import FaultState
+from faultline.kern.vm_page import VmPage
+from faultline.scenario.loader import load_scenario
+
+
+class NoShootdown(P.SbusyPolicy):
+    """CVE-2021-29626: the COW copy path never shoots down the other mappings of m_cow."""
+
+    name = "test-no-shootdown"
+
+    async def vm_fault_cow_must_remove_all(self, fs: FaultState, m_cow: VmPage) -> bool:
+        return False
+
+
+class RenameSbusied(P.SbusyPolicy):
+    """vm_fault_cow renames a page that is only shared-busied (others rely on it)."""
+
+    name = "test-rename-sbusied"
+
+    def vm_fault_cow_may_rename(self, fs: FaultState) -> bool:
+        return True
+
+
+class SbusyWritable(P.SbusyPolicy):
+    """Share-busy every valid page, even one this fault maps writable."""
+
+    name = "test-sbusy-writable"
+
+    async def vm_fault_object_may_sbusy(self, fs: FaultState) -> bool:
+        assert fs.m is not None
+        return fs.m.valid
+
+    def vm_fault_object_sbusy_recheck(self, fs: FaultState) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def mutants() -> Iterator[None]:
+    for cls in (NoShootdown, RenameSbusied, SbusyWritable):
+        P.POLICIES[cls.name] = cls
+    yield
+    for cls in (NoShootdown, RenameSbusied, SbusyWritable):
+        del P.POLICIES[cls.name]
+
+
+@pytest.mark.parametrize(("policy", "scenario", "kinds"), [
+    ("test-no-shootdown", "shared-shadow-inval", {"invariant", "memory"}),
+    ("test-no-shootdown", "shared-shadow-inval-block-xfer", {"invariant", "memory"}),
+    ("test-no-shootdown", "shared-shadow-inval-collapse", {"invariant", "memory", "panic"}),
+    ("test-rename-sbusied", "cow-rename", {"panic"}),
+    ("test-rename-sbusied", "cow-vs-collapse", {"panic"}),
+    ("test-sbusy-writable", "rw-race-top", {"panic"}),
+    ("test-sbusy-writable", "zero-fill-parallel", {"panic"}),
+])
+def test_mutant_is_caught(policy: str, scenario: str, kinds: set[str]) -> None:
+    r = check_scenario(load_scenario(scenario), CheckConfig(policy=policy, runs=500))
+    assert r.verdict == "violation"
+    assert r.counterexample is not None and r.counterexample.violation is not None
+    assert r.counterexample.violation["kind"] in kinds
+
+
+def test_cve_message_names_the_stale_mapping() -> None:
+    r = check_scenario(load_scenario("shared-shadow-inval"),
+                       CheckConfig(policy="test-no-shootdown", runs=50))
+    assert r.counterexample is not None and r.counterexample.violation is not None
+    msg = r.counterexample.violation["message"]
+    assert "p2" in msg and "0x1000" in msg
