@@ -215,25 +215,28 @@ def test_fork_copy_isolates_and_share_aliases() -> None:
         await proc_touch(c, 0x1000, True, 10)
         await proc_touch(c, 0x2000, True, 20)
         got["p"] = (await proc_touch(p, 0x1000, False), await proc_touch(p, 0x2000, False))
-    vm, _ = run(body)
+    run(body)
     assert got["p"] == (1, 20)
+
+
+def _two_procs_race(got: dict[str, Any]) -> Body:
+    async def setup(vm: Vm) -> None:
+        f = vm_object_allocate_vnode(vm, "f", (5,))
+        got["procs"] = []
+        for name in ("a", "b"):
+            p = proc_create(vm, name)
+            await vm_mmap(p, 0x1000, 1, "rw", False, f, 0, None)
+            got["procs"].append(p)
+        for i, p in enumerate(got["procs"]):
+            await ops.spawn(f"r{i}", p.name, proc_touch(p, 0x1000, False))
+            await ops.spawn(f"w{i}", p.name, proc_touch(p, 0x1000, True, 50 + i))
+    return setup
 
 
 def test_concurrent_faults_under_both_policies_keep_invariants() -> None:
     for policy in ("xbusy", "sbusy"):
         for seed in range(20):
             got: dict[str, Any] = {}
-
-            async def setup(vm: Vm) -> None:
-                f = vm_object_allocate_vnode(vm, "f", (5,))
-                got["procs"] = []
-                for name in ("a", "b"):
-                    p = proc_create(vm, name)
-                    await vm_mmap(p, 0x1000, 1, "rw", False, f, 0, None)
-                    got["procs"].append(p)
-                for i, p in enumerate(got["procs"]):
-                    await ops.spawn(f"r{i}", p.name, proc_touch(p, 0x1000, False))
-                    await ops.spawn(f"w{i}", p.name, proc_touch(p, 0x1000, True, 50 + i))
-            vm, _ = run(setup, policy=policy, seed=str(seed))
+            run(_two_procs_race(got), policy=policy, seed=str(seed))
             vals = sorted(p.map.pmap.ptes[0x1000].page.content for p in got["procs"])
             assert vals == [50, 51]

@@ -66,6 +66,7 @@ from faultline.scenario.loader import ScenarioError
 from faultline.scenario.spec import Scenario
 
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130
 PIPE_WIDTH = 160              # rich width when stdout is not a terminal and COLUMNS unset
 LONG_SCHEDULE = 400           # longer schedules are replayed from a file, not a flag
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(RunRecord))
@@ -105,18 +106,23 @@ def _not_modelled(exc: BaseException) -> NotModelled | None:
     return None
 
 
-def _internal(exc: FaultlineInternalError) -> NoReturn:
+def _internal(exc: Exception) -> NoReturn:
     traceback.print_exception(exc)
-    typer.echo(f"faultline: internal error (a bug in faultline, not in your scenario): "
-               f"{_one_line(str(exc))}", err=True)
+    what = _one_line(str(exc))
+    if not isinstance(exc, FaultlineInternalError):
+        what = f"bug in faultline, not in your scenario: {type(exc).__name__}: {what}"
+    typer.echo(f"faultline: internal error: {what}", err=True)
     raise typer.Exit(EXIT_INTERNAL)
 
 
 @contextmanager
 def _reported() -> Iterator[None]:
-    """Turn bad input raised inside the block into `faultline: error: ...` and exit 2."""
+    """Turn bad input raised inside the block into `faultline: error: ...` and exit 2;
+    anything else unexpected is a bug in faultline (traceback, exit 3)."""
     try:
         yield
+    except typer.Exit:
+        raise
     except (BadInput, ScenarioError) as e:
         _die(str(e))
     except ReplayDivergence as e:
@@ -127,6 +133,11 @@ def _reported() -> Iterator[None]:
         nm = _not_modelled(e)
         if nm is not None:
             _die(f"not modelled: {nm}")
+        _internal(e)
+    except KeyboardInterrupt:
+        typer.echo("faultline: interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as e:
         _internal(e)
 
 

@@ -304,8 +304,8 @@ async def vm_fault_soft_fast(fs: FaultState) -> FaultStatus:
         await vm_object_unbusy(obj)
         return await _soft_fast_fail(fs)
     await pmap_enter(fs.map.pmap, fs.vaddr, m, writable, fs.wired, object_busied=True)
-    vm_fault_dirty(fs, m)
     await rw_unlock(obj.lock)
+    vm_fault_dirty(fs, m)                  # still covered by the object busy
     await vm_object_unbusy(obj)
     await vm_fault_unlock_map(fs)
     await ops.note("soft-fast", m.phys)
@@ -557,6 +557,7 @@ async def vm_fault_relookup(fs: FaultState) -> str:
         return lk.rv
     if lk.object is not fs.first_object or lk.pindex != fs.first_pindex:
         return KERN_RESTART
+    fs.entry, fs.wired = lk.entry, lk.wired
     fs.prot &= lk.prot
     fs.fault_type &= lk.prot
     if fs.prot == 0:

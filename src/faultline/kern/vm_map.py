@@ -35,6 +35,7 @@ from faultline.kern.vm_page import locked_by, vm_page_unwire
 from faultline.rt import ops
 from faultline.rt.sync import (
     Lock,
+    NotModelled,
     kassert,
     lock_assert,
     rw_downgrade,
@@ -67,10 +68,6 @@ KERN_OUT_OF_BOUNDS = "KERN_OUT_OF_BOUNDS"
 KERN_RESTART = "KERN_RESTART"
 
 PROT_BITS = {"none": 0, "r": 1, "rw": 3, "rx": 5, "rwx": 7}
-
-
-class NotModelled(Exception):
-    """The scenario reaches a FreeBSD path faultline does not model (docs/model.md)."""
 
 
 @dataclass(eq=False)
@@ -322,8 +319,13 @@ async def vm_map_process_deferred(objs: list[VmObject]) -> None:
 
 
 async def vm_map_remove(m: VmMap, start: int, end: int) -> None:
-    """vm_map_remove (munmap)."""
+    """vm_map_remove (munmap): waits for entries being wired to leave transition."""
     await vm_map_lock(m)
+    while any(e.eflags & MAP_ENTRY_IN_TRANSITION and e.start < end and start < e.end
+              for e in m.entries):
+        m.needs_wakeup = True
+        await vm_map_unlock_and_wait(m)
+        await vm_map_lock(m)
     deferred = await vm_map_delete(m, start, end)
     await vm_map_unlock(m)
     await vm_map_process_deferred(deferred)

@@ -40,6 +40,7 @@ __all__ = [
     "render_run_description",
     "render_trace",
     "run_description",
+    "trace_table",
     "violation_text",
 ]
 
@@ -65,7 +66,7 @@ def _schedule_len(schedule: str) -> int | None:
 def _short_schedule(schedule: str, limit: int = SCHEDULE_SHOWN) -> str:
     if len(schedule) <= limit:
         return schedule
-    return f"{schedule[:limit]}... ({len(schedule)} characters; full schedule in the file)"
+    return f"{schedule[:limit]}... ({len(schedule)} characters in all)"
 
 
 def run_description(record: RunRecord, command: str = "replay") -> list[str]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from faultline.rt import context, ops
-from faultline.rt.sync import Lock, Panic
+from faultline.rt.sync import Lock, NotModelled, Panic
 
 
 class FaultlineInternalError(Exception):
@@ -323,7 +323,7 @@ class Execution:
                 o.terminated(self, t)
         except Panic as p:
             raise Violation("panic", str(p)) from None
-        except Violation:
+        except (Violation, NotModelled):
             raise
         except Exception as e:   # model code bug: report it as ours, with its site
             raise FaultlineInternalError(

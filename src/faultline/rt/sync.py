@@ -27,6 +27,11 @@ class Panic(Exception):
     """A KASSERT failed: the model reached a state FreeBSD's contract forbids."""
 
 
+class NotModelled(Exception):
+    """The scenario reaches a FreeBSD path the model does not implement (bad input,
+    not a bug): raised by model code, passed through the execution untouched."""
+
+
 def kassert(cond: bool, msg: str) -> None:
     """FreeBSD KASSERT: raise Panic(msg) unless `cond`."""
     if not cond:

@@ -1,0 +1,322 @@
+"""Tests for the `faultline` command line (faultline.cli.app) and its renderers (report).
+
+Exit statuses under test: 0 no violation, 1 a violation or a verdict differing from the
+scenario's expectation, 2 bad input (one stderr line, never a traceback), 3 a bug.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from rich.console import Console
+from typer.testing import CliRunner
+
+from faultline.check import explore
+from faultline.check.strategies import RandomStrategy
+from faultline.cli.app import app
+from faultline.kern.vm_map import NotModelled
+from faultline.report.trace_view import render_trace, run_description, violation_text
+from faultline.rt.execution import FaultlineInternalError
+from faultline.rt.trace import Event, RunRecord, schedule_to_str
+from faultline.scenario import loader
+
+RESULT_KEYS = {"scenario", "policy", "strategy", "verdict", "executions", "steps"}
+
+# A step bound far too small for the setup: every run ends in a no-progress violation.
+TINY = """\
+name = "tiny-bound"
+description = "A step bound too small for the setup: a deterministic no-progress violation."
+step_bound = 5
+{expect}
+[[file]]
+name = "data"
+pages = [10]
+
+[[process]]
+name = "p1"
+[[process.map]]
+addr = 0x1000
+pages = 1
+file = "data"
+prot = "r"
+
+[[thread]]
+name = "R"
+process = "p1"
+ops = ["read 0x1000", "read 0x1000"]
+"""
+
+
+def run(*args: str) -> Result:
+    """Invoke the app in-process, stdout and stderr captured apart."""
+    return CliRunner().invoke(app, list(args))
+
+
+def tiny(tmp_path: Path, step_bound: int = 5, expect: str = "") -> Path:
+    path = tmp_path / "tiny.toml"
+    text = TINY.format(expect=expect).replace("step_bound = 5", f"step_bound = {step_bound}")
+    path.write_text(text)
+    return path
+
+
+def assert_bad_input(res: Result) -> None:
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("faultline: error: "), res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
+
+
+# ---------------------------------------------------------------- scenarios, show
+
+def test_scenarios_json_lists_the_catalog() -> None:
+    res = run("scenarios", "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert isinstance(doc, list) and len(doc) >= 1
+    for item in doc:
+        assert {"name", "description", "probes", "expect", "path"} <= item.keys()
+    assert "rw-race-shadow" in [item["name"] for item in doc]
+
+
+def test_scenarios_table_names_every_scenario() -> None:
+    res = run("scenarios")
+    assert res.exit_code == 0
+    for name in loader.catalog_names():
+        assert name in res.stdout
+
+
+def test_show_mentions_threads_and_ops() -> None:
+    res = run("show", "rw-race-shadow")
+    assert res.exit_code == 0, res.stderr
+    s = loader.load_scenario("rw-race-shadow")
+    for t in s.threads:
+        assert f"{t.name} ({t.process})" in res.stdout
+    assert "step bound" in res.stdout
+
+
+def test_show_prints_brackets_in_descriptions_literally(tmp_path: Path) -> None:
+    path = tiny(tmp_path)
+    path.write_text(path.read_text().replace("a deterministic", "[bold]a deterministic"))
+    res = run("show", str(path))
+    assert res.exit_code == 0
+    assert "[bold]a deterministic" in res.stdout
+
+
+# ---------------------------------------------------------------- check
+
+def test_check_json_is_byte_identical_across_runs() -> None:
+    first = run("check", "rw-race-shadow", "--runs", "5", "--json")
+    second = run("check", "rw-race-shadow", "--runs", "5", "--json")
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout == second.stdout
+    doc = json.loads(first.stdout)
+    assert doc["verdict"] == "pass"
+    assert {"policy", "strategy", "seed", "runs"} <= doc.keys()
+    assert len(doc["results"]) == 1
+    assert doc["results"][0].keys() >= RESULT_KEYS
+
+
+def test_check_echoes_the_run_description_first() -> None:
+    res = run("check", "rw-race-shadow", "--runs", "3", "--policy", "xbusy", "--seed", "7")
+    assert res.exit_code == 0, res.stderr
+    first = res.stdout.splitlines()[0]
+    assert first.startswith("faultline check: policy=xbusy strategy=random runs=3 seed=7")
+    assert "scenarios=rw-race-shadow" in first
+    assert "total: 1 scenarios" in res.stdout
+
+
+def test_check_all_covers_the_catalog_in_name_order(tmp_path: Path) -> None:
+    res = run("check", "--all", str(tiny(tmp_path, 4000)), "--runs", "1", "--json")
+    doc = json.loads(res.stdout)
+    names = [r["scenario"] for r in doc["results"]]
+    assert names == [*loader.catalog_names(), "tiny-bound"]
+
+
+def test_check_without_scenarios_is_bad_input() -> None:
+    assert_bad_input(run("check"))
+
+
+@pytest.mark.parametrize("args", [
+    ["check", "no-such-scenario"],
+    ["check", "rw-race-shadow", "--policy", "nope"],
+    ["check", "rw-race-shadow", "--strategy", "nope"],
+    ["check", "rw-race-shadow", "--trace-out", "/nonexistent-dir/ce.json"],
+    ["show", "no-such-scenario"],
+    ["replay"],
+    ["replay", "--scenario", "rw-race-shadow", "--schedule", "0,x*3"],
+    ["replay", "--scenario", "rw-race-shadow", "--schedule", "0", "--policy", "nope"],
+    ["replay", "/nonexistent-dir/ce.json"],
+])
+def test_bad_input_exits_2_with_one_line(args: list[str]) -> None:
+    assert_bad_input(run(*args))
+
+
+def test_bad_toml_is_bad_input(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nthis is not toml\n')
+    res = run("check", str(bad))
+    assert_bad_input(res)
+    assert str(bad) in res.stderr
+
+
+@pytest.mark.parametrize("text", ["not json at all", "[1, 2]", '{"scenario": 3}'])
+def test_replay_of_a_non_counterexample_is_bad_input(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "ce.json"
+    path.write_text(text)
+    assert_bad_input(run("replay", str(path)))
+
+
+def test_usage_error_exits_2() -> None:
+    assert run("check", "rw-race-shadow", "--runs", "0").exit_code == 2
+    assert run("no-such-command").exit_code == 2
+
+
+def test_not_modelled_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object, **kw: object) -> None:
+        try:
+            raise NotModelled("fork of a wired writable COPY entry")
+        except NotModelled as e:   # the execution wraps model exceptions like this
+            raise FaultlineInternalError("bug in faultline, not in your scenario") from e
+
+    monkeypatch.setattr(explore, "check_scenario", boom)
+    res = run("check", "rw-race-shadow", "--runs", "1")
+    assert_bad_input(res)
+    assert "not modelled: fork of a wired writable COPY entry" in res.stderr
+
+
+def test_internal_error_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object, **kw: object) -> None:
+        raise FaultlineInternalError("bug in faultline, not in your scenario: KeyError")
+
+    monkeypatch.setattr(explore, "check_scenario", boom)
+    res = run("check", "rw-race-shadow", "--runs", "1")
+    assert res.exit_code == 3
+    assert res.stderr.splitlines()[-1].startswith("faultline: internal error")
+
+
+# ---------------------------------------------------------------- violations and replay
+
+def violation_line(text: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith("VIOLATION"))
+
+
+def test_violation_trace_out_and_replay(tmp_path: Path) -> None:
+    scenario, ce = tiny(tmp_path), tmp_path / "ce.json"
+    res = run("check", str(scenario), "--runs", "3", "--trace-out", str(ce))
+    assert res.exit_code == 1, res.stderr
+    assert "VIOLATION (no-progress)" in res.stdout
+    assert f"faultline replay {ce}" in res.stdout
+    doc = json.loads(ce.read_text())
+    assert {"scenario", "policy", "strategy", "seed", "schedule", "verdict", "violation",
+            "version", "scenario_path", "options", "events", "faultline_version"} <= doc.keys()
+    assert doc["verdict"] == "violation" and doc["seed"] == 1 and doc["events"]
+
+    again = run("replay", str(ce))
+    assert again.exit_code == 1, again.stderr
+    assert again.stdout.splitlines()[0].startswith("faultline replay: scenario=tiny-bound")
+    assert violation_line(again.stdout) == violation_line(res.stdout)
+
+    flags = run("replay", "--scenario", str(scenario), "--policy", doc["policy"],
+                "--schedule", doc["schedule"])
+    assert flags.exit_code == 1, flags.stderr
+    assert violation_line(flags.stdout) == violation_line(res.stdout)
+
+
+def test_violation_json_and_exit_status(tmp_path: Path) -> None:
+    res = run("check", str(tiny(tmp_path)), "--runs", "3", "--json")
+    assert res.exit_code == 1
+    doc = json.loads(res.stdout)
+    assert doc["verdict"] == "violation"
+    assert doc["results"][0]["counterexample"]["violation"]["kind"] == "no-progress"
+
+
+def test_unexpected_pass_exits_1(tmp_path: Path) -> None:
+    path = tiny(tmp_path, 4000, expect='[expect]\nsbusy = "violation"')
+    res = run("check", str(path), "--runs", "2")
+    assert res.exit_code == 1
+    assert "unexpected: tiny-bound under sbusy: expected violation, got pass" in res.stdout
+
+
+def test_no_violation_saves_nothing(tmp_path: Path) -> None:
+    ce = tmp_path / "ce.json"
+    res = run("check", "rw-race-shadow", "--runs", "2", "--trace-out", str(ce))
+    assert res.exit_code == 0
+    assert not ce.exists() and "nothing to save" in res.stdout
+
+
+def test_replay_of_a_passing_schedule_exits_0() -> None:
+    s = loader.load_scenario("rw-race-shadow")
+    outcome = explore.run_once(s, "sbusy", RandomStrategy("7/0")).outcome
+    assert outcome.violation is None
+    res = run("replay", "--scenario", "rw-race-shadow", "--schedule",
+              schedule_to_str(outcome.schedule))
+    assert res.exit_code == 0, res.stderr
+    assert "no violation" in res.stdout
+    assert "R (p1)" in res.stdout and "W (p1)" in res.stdout
+
+
+def test_replay_divergence_is_bad_input() -> None:
+    res = run("replay", "--scenario", "rw-race-shadow", "--schedule", "0*3")
+    assert_bad_input(res)
+    assert "diverged" in res.stderr
+
+
+def test_console_script_module_entry_point() -> None:
+    proc = subprocess.run([sys.executable, "-m", "faultline.cli.app", "check", "nope"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("faultline: error: ") and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- report.trace_view
+
+def synthetic_trace(steps: int) -> list[Event]:
+    events = [Event(i, "setup", "Atomic", f"setup op {i}") for i in range(1, 11)]
+    events.append(Event(10, "setup", "note", "setup-done"))
+    events.append(Event(11, "A", "note", "op", data={"thread": "A", "op": "read 0x1000"}))
+    for i in range(11, steps + 1):
+        who = "A" if i % 2 else "B"
+        events.append(Event(i, who, "Acquire", f"lock {i}", file="faultline/kern/x.py",
+                            line=i, function="vm_fault_found"))
+    return events
+
+
+def rendered(events: list[Event], **kw: object) -> str:
+    console = Console(width=200, record=True, file=io.StringIO())
+    render_trace(events, console, **kw)  # type: ignore[arg-type]
+    return console.export_text()
+
+
+def test_trace_has_one_column_per_thread_and_folds_setup() -> None:
+    text = rendered(synthetic_trace(30))
+    header = next(line for line in text.splitlines() if "step" in line)
+    assert header.index("setup") < header.index(" A ") < header.index(" B ")
+    assert "setup: 10 steps (sequential)" in text
+    assert "▶ read 0x1000" in text
+    assert "FreeBSD vm_fault (found:)" in text
+    assert "setup op 3" not in text
+    assert "setup op 3" in rendered(synthetic_trace(30), full=True)
+
+
+def test_long_trace_elides_the_middle_and_keeps_the_end() -> None:
+    text = rendered(synthetic_trace(600))
+    assert "steps elided" in text
+    assert "lock 600" in text and "lock 12" in text and "lock 300" not in text
+
+
+def test_run_description_and_violation_text() -> None:
+    record = RunRecord("s", "sbusy", "random", 1, "0*9999," * 40, "violation",
+                       {"kind": "memory", "message": "p2 read 0x1000 -> 3, expected 7",
+                        "thread": "R", "step": 12}, "0.1.0", "/x/s.toml", {"run_seed": "1/0"})
+    lines = run_description(record, "replay")
+    assert lines[0] == ("faultline replay: scenario=s policy=sbusy strategy=random seed=1 "
+                        "run_seed=1/0")
+    assert "characters in all" in lines[1] and len(lines[1]) < 200
+    assert violation_text(record.violation) == (
+        "VIOLATION (memory): p2 read 0x1000 -> 3, expected 7 [thread R, step 12]")
