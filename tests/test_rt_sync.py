@@ -422,13 +422,6 @@ def test_rw_try_wlock_on_own_lock_fails_without_recursing() -> None:
     assert res == [False]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG src/faultline/rt/sync.py Lock.can_acquire/grant + execution._can_perform: a blocking "
-    "exclusive re-acquisition by the owner is never granted (can_acquire is False while "
-    "owner is set), so the thread just blocks on itself and the run ends as kind "
-    "'deadlock' (or hangs other threads) instead of the 'recursive acquisition' Panic; the "
-    "owner == tid branch of Lock.grant is unreachable. FreeBSD panics ('recursed on "
-    "non-recursive rwlock/mutex')."))
 @pytest.mark.parametrize("kind", ["mtx", "rw", "sx"])
 def test_recursive_exclusive_acquisition_panics(kind: str) -> None:
     lk = Lock("test lock", "l0", kind)
@@ -491,10 +484,6 @@ def test_upgrade_and_downgrade_without_the_right_hold_panic() -> None:
     assert "downgrade without an exclusive hold" in _panic_of(down_shared())
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG src/faultline/rt/sync.py Lock.downgrade_to_shared does not check kind: a mutex "
-    "can be 'downgraded' and ends up with a shared holder in `readers`, although "
-    "Lock.grant refuses shared mode for kind 'mtx' (FreeBSD has no mtx_downgrade)."))
 def test_mutex_downgrade_panics() -> None:
     m = Lock("test mtx", "m0", "mtx")
 
@@ -931,10 +920,6 @@ def test_busy_downgrade_and_free_wake_sleepers(action: str, after: str) -> None:
     assert ex.run().violation is None
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "src/faultline/rt/sync.py BusyWord.apply indexes _BUSY_ACTIONS directly and "
-    "Execution._perform only converts Panic, so an unknown busy action escapes run() as a "
-    "bare KeyError (not a Violation, not a FaultlineInternalError naming the action)."))
 def test_unknown_busy_action_is_reported_clearly() -> None:
     w = BusyWord("pg0")
 
@@ -1185,11 +1170,6 @@ def test_non_op_yield_is_an_internal_error() -> None:
         ex.run()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "src/faultline/rt/execution.py Execution._resume: a coroutine yielding a non-Op is "
-    "only caught as an AttributeError on `op.inline`, reported as \"bug in faultline, not "
-    "in your scenario: AttributeError: 'int' object has no attribute 'inline'\"; the "
-    "message never shows the yielded object (here 'not-an-op-sentinel')."))
 def test_non_op_yield_message_names_the_yielded_object() -> None:
     async def prog() -> None:
         await _yield_raw("not-an-op-sentinel")
@@ -1201,13 +1181,6 @@ def test_non_op_yield_message_names_the_yielded_object() -> None:
 
 # ---------------------------------------------------------------- curthread
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG src/faultline/rt/execution.py Execution._spawn: after spawning it sets "
-    "context.current = t, and the following _resume(t) saves/restores that value, so "
-    "after any Spawn step context.current stays pointing at the spawner outside any "
-    "step: curthread() no longer raises outside an execution, and during later steps "
-    "of OTHER threads (_perform runs Atomic fns / Sleep checks, and observers' stepped() "
-    "run, with context.current not set by step()) curtid() returns the spawner's tid."))
 def test_context_not_leaked_after_spawn() -> None:
     seen: list[Any] = []
 

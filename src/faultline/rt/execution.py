@@ -215,20 +215,24 @@ class Execution:
         self.schedule.append(t.tid)
         self.steps += 1
         t.steps += 1
-        self.current = t
-        for o in self._site_observers:
-            o.performing(self, t, op)
-        result = self._perform(t, op)
-        self._resume(t, result)
-        for o in self.observers:
-            o.stepped(self, t, op, result)
+        self.current = context.current = t
+        try:
+            for o in self._site_observers:
+                o.performing(self, t, op)
+            result = self._perform(t, op)
+            self._resume(t, result)
+            for o in self.observers:
+                o.stepped(self, t, op, result)
+        finally:
+            context.current = None
         self.current = None
 
     # -- performing ops
     def _can_perform(self, t: Thread) -> bool:
         op = t.pending
         if type(op) is ops.Acquire and not op.try_:
-            return op.lock.can_acquire(t.tid, op.mode)
+            # A recursive acquisition must reach grant() and panic, not wait on itself.
+            return op.lock.can_acquire(t.tid, op.mode) or op.lock.held_by(t.tid) is not None
         if type(op) is ops.Resume:
             return t.woken
         return True
@@ -242,6 +246,12 @@ class Execution:
             return handler(self, t, op)
         except Panic as p:
             raise Violation("panic", str(p)) from None
+        except (Violation, NotModelled, ReplayDivergence):
+            raise
+        except Exception as e:
+            raise FaultlineInternalError(
+                f"bug in faultline, not in your scenario: {type(e).__name__}: {e} while "
+                f"performing {op!r} for thread {t.name}") from e
 
     def _acquire(self, t: Thread, op: ops.Acquire) -> bool | None:
         if op.try_:
@@ -302,7 +312,6 @@ class Execution:
     def _spawn(self, t: Thread, op: ops.Spawn) -> None:
         self.spawn(op.name, op.group, op.coro)
         self.current = t
-        context.current = t
 
     # -- resuming coroutines
     def _resume(self, t: Thread, value: Any) -> None:
@@ -311,7 +320,7 @@ class Execution:
         context.current = t
         try:
             op = t.coro.send(value)
-            while op.inline:
+            while _is_inline(op, t):
                 self._inline(t, op)
                 op = t.coro.send(None)
             t.pending = op
@@ -323,7 +332,7 @@ class Execution:
                 o.terminated(self, t)
         except Panic as p:
             raise Violation("panic", str(p)) from None
-        except (Violation, NotModelled):
+        except (Violation, NotModelled, FaultlineInternalError):
             raise
         except Exception as e:   # model code bug: report it as ours, with its site
             raise FaultlineInternalError(
@@ -368,6 +377,15 @@ class Execution:
                 f"{len(live)} thread(s) unfinished; busiest: {who}. Probable cause: a "
                 f"livelock (a fault restarting forever) or a bound too small for the "
                 f"scenario (raise step_bound in the scenario file)")
+
+
+def _is_inline(op: Any, t: Thread) -> bool:
+    if not isinstance(op, ops.Op):
+        raise FaultlineInternalError(
+            f"thread {t.name} yielded {op!r} (a {type(op).__name__!r}), which is not a "
+            f"faultline op (await only the "
+            f"functions of faultline.rt.ops)")
+    return op.inline
 
 
 _HANDLERS: dict[type, Callable[[Execution, Thread, Any], Any]] = {

@@ -97,6 +97,8 @@ class Lock:
 
     def downgrade_to_shared(self, tid: int) -> None:
         """Exclusive -> shared."""
+        if self.kind == "mtx":
+            raise Panic(f"{self.label}: a mutex cannot be downgraded")
         if self.owner != tid:
             raise Panic(f"{self.label}: downgrade without an exclusive hold")
         self.owner = None
@@ -207,7 +209,10 @@ class BusyWord:
 
     def apply(self, tid: int, action: str, gate: Any) -> tuple[Any, bool]:
         """Perform `action` for `tid`; returns (result, wake_waiters)."""
-        return _BUSY_ACTIONS[action](self, tid, gate)
+        fn = _BUSY_ACTIONS.get(action)
+        if fn is None:
+            raise ValueError(f"unknown busy action {action!r}; known: {', '.join(_BUSY_ACTIONS)}")
+        return fn(self, tid, gate)
 
 
 def _gate_closed(gate: Any) -> bool:
