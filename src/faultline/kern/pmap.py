@@ -110,7 +110,7 @@ async def pmap_enter(pm: Pmap, va: int, m: VmPage, writable: bool, wired: bool,
     if old is not None and old.page is not m:
         pv = await _pv_lock_change(vm, pv, old.page)
         _pv_remove(pm, va)
-        await ops.note("pmap-replace", {"va": va, "old": old.page.phys, "new": m.phys})
+        await ops.note("pmap-replace", {"va": va, "old": repr(old.page), "new": repr(m)})
     pv = await _pv_lock_change(vm, pv, m)
     cur = pm.ptes.get(va)
     if cur is not None:                 # same page: update protection and wiring in place
@@ -156,12 +156,17 @@ async def pmap_remove_all(vm: Vm, m: VmPage) -> None:
         await mtx_unlock(pm.lock)
     m.writeable = False
     await rw_unlock(lock)
-    await ops.note("pmap-remove-all", m.phys)
+    await ops.note("pmap-remove-all", repr(m))
 
 
-async def pmap_protect(pm: Pmap, sva: int, eva: int, writable: bool) -> None:
-    """pmap_protect: reduce the protection of [sva, eva); only write removal matters."""
-    if writable:
+async def pmap_protect(pm: Pmap, sva: int, eva: int, prot: int) -> None:
+    """pmap_protect: reduce the protection of [sva, eva) to `prot` (VM_PROT_* bits):
+    without read access the mappings go (pmap_remove); without write they become
+    read-only; more permissive protections are left to later faults."""
+    if not prot & 1:                      # VM_PROT_READ
+        await pmap_remove(pm, sva, eva)
+        return
+    if prot & 2:                          # VM_PROT_WRITE: nothing to reduce
         return
     await mtx_lock(pm.lock)
     for va in sorted(v for v in pm.ptes if sva <= v < eva):

@@ -31,6 +31,8 @@ class Vm:
     policy: Policy
     npv_locks: int = 8                 # NPV_LIST_LOCKS (MAXCPU on amd64 without NUMA)
     first_phys: int = 0x100            # first frame handed out
+    phys_stride: int = 0x201           # frames between pages: each page in its own 2 MiB
+                                       # frame, so pages hash to different pv-list locks
     pages: list[VmPage] = field(default_factory=list)
     objects: list[VmObject] = field(default_factory=list)   # vm_object_list, live ones
     pmaps: list[Pmap] = field(default_factory=list)
@@ -48,8 +50,9 @@ class Vm:
 
     def new_page(self) -> VmPage:
         """vm_phys: hand out the next free frame (never reused: freed pages stay freed)."""
-        phys = self.first_phys + len(self.pages)
-        m = VmPage(phys=phys, busy=BusyWord(f"page{phys}"))
+        index = len(self.pages)
+        phys = self.first_phys + index * self.phys_stride
+        m = VmPage(index=index, phys=phys, busy=BusyWord(f"page{index}"))
         self.pages.append(m)
         return m
 

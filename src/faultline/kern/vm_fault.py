@@ -135,6 +135,7 @@ class FaultState:
     policy: Policy
     prot: int = 0
     wired: bool = False
+    m_hold: list[VmPage] | None = None      # out: the page a wiring fault wired
     # control
     can_read_lock: bool = True
     # COW: the backing page copied from, busied until the fault ends
@@ -308,7 +309,7 @@ async def vm_fault_soft_fast(fs: FaultState) -> FaultStatus:
     vm_fault_dirty(fs, m)                  # still covered by the object busy
     await vm_object_unbusy(obj)
     await vm_fault_unlock_map(fs)
-    await ops.note("soft-fast", m.phys)
+    await ops.note("soft-fast", repr(m))
     return FaultStatus.SUCCESS
 
 
@@ -478,7 +479,7 @@ async def vm_fault_zerofill(fs: FaultState) -> None:
     if fs.m_needs_zeroing:
         pmap_zero_page(fs.m)
     vm_page_valid(fs.m)
-    await ops.note("zerofill", fs.m.phys)
+    await ops.note("zerofill", repr(fs.m))
 
 
 # ---------------------------------------------------------------- COW
@@ -523,7 +524,7 @@ async def _vm_fault_cow_rename(fs: FaultState) -> None:
     await rw_unlock(fs.first_object.lock)
     fs.first_m, fs.m = m, None
     fs.first_object.vm.count("v_cow_optim")
-    await ops.note("cow-rename", m.phys)
+    await ops.note("cow-rename", repr(m))
 
 
 async def _vm_fault_cow_copy(fs: FaultState, locked_first: bool) -> None:
@@ -535,7 +536,7 @@ async def _vm_fault_cow_copy(fs: FaultState, locked_first: bool) -> None:
         await rw_unlock(fs.first_object.lock)
     pmap_copy_page(m, first_m)
     fs.m_cow, fs.m = m, None
-    await ops.note("cow-copy", {"src": m.phys, "dst": first_m.phys,
+    await ops.note("cow-copy", {"src": repr(m), "dst": repr(first_m),
                                 "src_xbusied": vm_page_xbusied(m)})
     if await fs.policy.vm_fault_cow_must_remove_all(fs, m):
         await pmap_remove_all(fs.first_object.vm, m)
@@ -593,10 +594,12 @@ async def vm_fault_found(fs: FaultState) -> str:
     kassert(m.valid, f"found: {m} not valid")
     vm_fault_dirty(fs, m)
     await pmap_enter(fs.map.pmap, fs.vaddr, m, bool(fs.prot & VM_PROT_WRITE), fs.wired)
-    await ops.note("pmap-enter", {"va": fs.vaddr, "page": m.phys,
+    await ops.note("pmap-enter", {"va": fs.vaddr, "page": repr(m),
                                   "writable": bool(fs.prot & VM_PROT_WRITE)})
     if fs.fault_flags & VM_FAULT_WIRE:
         await vm_page_wire(m)
+    if fs.m_hold is not None:
+        fs.m_hold.append(m)                 # the caller's handle on the wired page
     kassert(fs.first_object is fs.object or (fs.first_m is not None
                                              and vm_page_xbusied(fs.first_m)),
             "first_m must be xbusy while the fault is below the top object (a38483fa2b3a)")
@@ -639,11 +642,13 @@ _KERN_OF = {
 }
 
 
-async def vm_fault(map_: VmMap, vaddr: int, fault_type: int, fault_flags: int = 0) -> str:
-    """vm_fault: resolve a fault at `vaddr` (page aligned) of `fault_type`.
+async def vm_fault(map_: VmMap, vaddr: int, fault_type: int, fault_flags: int = 0,
+                   m_hold: list[VmPage] | None = None) -> str:
+    """vm_fault: resolve a fault at `vaddr` (page aligned) of `fault_type`; with
+    VM_FAULT_WIRE the page wired is appended to `m_hold`.
     No locks on entry or return; may sleep.  Returns a KERN_* code."""
     vaddr &= ~(PAGE_SIZE - 1)
-    fs = FaultState(map_, vaddr, fault_type, fault_flags, map_.vm.policy)
+    fs = FaultState(map_, vaddr, fault_type, fault_flags, map_.vm.policy, m_hold=m_hold)
     while True:                                         # RetryFault
         fs.fault_type = fault_type
         fs.m_needs_zeroing = True

@@ -31,7 +31,7 @@ from faultline.kern.vm_object import (
     vm_object_reference_locked,
     vm_object_shadow,
 )
-from faultline.kern.vm_page import locked_by, vm_page_unwire
+from faultline.kern.vm_page import VmPage, locked_by, vm_page_unwire
 from faultline.rt import ops
 from faultline.rt.sync import (
     Lock,
@@ -84,6 +84,7 @@ class VmMapEntry:
     eflags: int = locked_by("L", 0)
     wired_count: int = locked_by("L", 0)
     wiring_thread: int | None = locked_by("L")
+    wired_pages: list[VmPage] = locked_by("L", factory=list)   # see docs/model.md
 
     def __repr__(self) -> str:
         return f"entry[{self.start:#x}-{self.end:#x}]"
@@ -210,7 +211,11 @@ async def vm_map_clip(m: VmMap, start: int, end: int) -> list[VmMapEntry]:
 
 
 async def _clip_at(m: VmMap, e: VmMapEntry, cut: int) -> None:
-    # vm_map_entry_clone: both halves reference the object.
+    # vm_map_entry_clone: create the backing object now (vm_map_entry_charge_object),
+    # so both halves share one object, then both reference it.
+    if e.object is None:
+        e.object = vm_object_allocate_anon(m.vm, (e.end - e.start) // PAGE_SIZE, None)
+        e.offset = 0
     tail = VmMapEntry(start=cut, end=e.end, object=e.object,
                       offset=e.offset + (cut - e.start) // PAGE_SIZE,
                       protection=e.protection, max_protection=e.max_protection,
@@ -344,8 +349,10 @@ async def vm_map_protect(m: VmMap, start: int, end: int, prot: int) -> str:
             raise NotModelled("mprotect adding write to a wired entry needs "
                               "vm_fault_copy_entry (eager COW), which is not modelled")
         old, e.protection = e.protection, prot
-        if old & ~prot & VM_PROT_WRITE:
-            await pmap_mod.pmap_protect(m.pmap, e.start, e.end, False)
+        if old != prot:
+            # MASK(): a COW entry's PTEs stay read-only whatever the protection.
+            mask = ~VM_PROT_WRITE if e.eflags & MAP_ENTRY_COW else VM_PROT_ALL
+            await pmap_mod.pmap_protect(m.pmap, e.start, e.end, prot & mask)
     await vm_map_unlock(m)
     return KERN_SUCCESS
 
@@ -366,17 +373,20 @@ async def vm_map_wire(m: VmMap, start: int, end: int) -> str:
     from faultline.kern.vm_fault import VM_FAULT_WIRE, vm_fault
     from faultline.rt.context import curtid
     await vm_map_lock(m)
-    entries = await vm_map_clip(m, start, end)
+    entries = [e for e in await vm_map_clip(m, start, end)
+               if not e.eflags & MAP_ENTRY_USER_WIRED]       # user wiring counts once
     for e in entries:
         e.eflags |= MAP_ENTRY_IN_TRANSITION | MAP_ENTRY_USER_WIRED
         e.wiring_thread = curtid()
         e.wired_count += 1
-    spans = [(e.start, e.end) for e in entries]
+    todo = [(e, e.start, e.end) for e in entries if e.wired_count == 1]
     await vm_map_unlock(m)
     rv = KERN_SUCCESS
-    for s, t in spans:
+    for e, s, t in todo:
         for va in range(s, t, PAGE_SIZE):
-            rv = await vm_fault(m, va, VM_PROT_NONE, VM_FAULT_WIRE)
+            held: list[VmPage] = []
+            rv = await vm_fault(m, va, VM_PROT_NONE, VM_FAULT_WIRE, held)
+            e.wired_pages.extend(held)       # the entry is ours while in transition
             if rv != KERN_SUCCESS:
                 break
     await vm_map_lock(m)
@@ -393,12 +403,12 @@ async def vm_map_wire(m: VmMap, start: int, end: int) -> str:
 
 
 async def vm_map_entry_unwire(m: VmMap, e: VmMapEntry) -> None:
-    """vm_map_entry_unwire: map write-locked; unwire the pages the entry has wired
-    (found through its PTEs, see docs/model.md) and clear PG_W."""
-    for va in range(e.start, e.end, PAGE_SIZE):
-        pte = m.pmap.ptes.get(va)
-        if pte is not None and pte.wired:
-            await vm_page_unwire(pte.page)
+    """vm_map_entry_unwire: map write-locked; unwire the pages the entry's wiring
+    faults wired (kept on the entry instead of walking the chain as vm_object_unwire
+    does, docs/model.md) and clear PG_W."""
+    for page in e.wired_pages:
+        await vm_page_unwire(page)
+    e.wired_pages.clear()
     await pmap_mod.pmap_unwire(m.pmap, e.start, e.end)
     e.wired_count = 0
     e.eflags &= ~MAP_ENTRY_USER_WIRED
@@ -471,7 +481,7 @@ async def _fork_copy(old: VmMap, new: VmMap, e: VmMapEntry) -> None:
     ne = vm_map_insert(new, None, e.offset, e.start, e.end, e.protection,
                        e.max_protection, e.eflags & ~_NOT_INHERITED, e.inheritance)
     if not e.eflags & MAP_ENTRY_NEEDS_COPY and e.protection & VM_PROT_WRITE:
-        await pmap_mod.pmap_protect(old.pmap, e.start, e.end, False)
+        await pmap_mod.pmap_protect(old.pmap, e.start, e.end, e.protection & ~VM_PROT_WRITE)
     if e.object is not None:
         if e.object.flags & OBJ_SWAP:
             await vm_map_copy_swap_object(e, ne)

@@ -485,12 +485,12 @@ async def vm_object_collapse_scan(obj: VmObject) -> None:
             await vm_page_free(pp)                 # left by an incomplete fault
             pp = None
         if pp is not None:
-            await ops.note("collapse-free-shadowed", p.phys)
+            await ops.note("collapse-free-shadowed", repr(p))
             await vm_page_free(p)                  # shadowed: "freeing mapped page" KASSERT
             await vm_page_xunbusy(pp)
             continue
         vm_page_rename(p, obj, new_pindex)         # mappings of p stay valid
-        await ops.note("collapse-rename", p.phys)
+        await ops.note("collapse-rename", repr(p))
         await vm_page_xunbusy(p)
 
 
@@ -498,7 +498,7 @@ async def vm_object_collapse_scan_wait(obj: VmObject, p: VmPage) -> None:
     """vm_object_collapse_scan_wait: both locked on entry and return; sleep on busy p."""
     backing = obj.backing_object
     assert backing is not None
-    await ops.note("collapse-wait-busy", p.phys)
+    await ops.note("collapse-wait-busy", repr(p))
     if p.object is obj:
         await rw_unlock(backing.lock)
         if await vm_page_busy_sleep(p, "vmocol", 0):

@@ -38,6 +38,7 @@ def locked_by(letters: str, default: Any = None, factory: Any = None) -> Any:
 class VmPage:
     """struct vm_page, reduced to what the fault path reads and writes."""
 
+    index: int = locked_by("C", 0)                 # allocation order (names the page)
     phys: int = locked_by("C", 0)                  # physical frame number
     busy: BusyWord = locked_by("A", None)          # busy_lock
     object: VmObject | None = locked_by("O,B")     # identity: both to change
@@ -52,7 +53,7 @@ class VmPage:
     writeable: bool = locked_by("A", False)        # PGA_WRITEABLE
 
     def __repr__(self) -> str:
-        return f"page{self.phys}"
+        return f"page{self.index}"
 
     @property
     def pa(self) -> int:
@@ -156,7 +157,7 @@ async def vm_page_free_unowned(m: VmPage) -> None:
     kassert(m.wire_count == 0, f"freeing wired page {m}")
     await ops.busy(m.busy, "free")
     m.freed, m.valid = True, False          # in the same step as VPB_FREED
-    await ops.note("page-free", m.phys)
+    await ops.note("page-free", repr(m))
 
 
 def vm_page_valid(m: VmPage) -> None:
@@ -235,7 +236,9 @@ async def vm_page_busy_sleep(m: VmPage, wmesg: str, allocflags: int) -> bool:
     obj = m.object
     kassert(obj is not None, f"busy_sleep on {m} without object")
     lock_assert(obj.lock, "held")
-    if obj.busy.count:
+    # vm_object_busied: the count only grows under the object lock we hold, but it
+    # drains without it, so this read is racy; blockcount_sleep re-checks atomically.
+    if await ops.racy_load(obj.busy, "count"):
         # The object is busied (soft_fast in progress): wait for it to drain.
         if not await vm_object_busy_wait_locked(obj, wmesg):
             await ops.release(obj.lock)
