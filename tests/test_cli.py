@@ -320,3 +320,12 @@ def test_run_description_and_violation_text() -> None:
     assert "characters in all" in lines[1] and len(lines[1]) < 200
     assert violation_text(record.violation) == (
         "VIOLATION (memory): p2 read 0x1000 -> 3, expected 7 [thread R, step 12]")
+
+
+def test_check_coverage_table_lists_probes() -> None:
+    from typer.testing import CliRunner
+
+    from faultline.cli.app import app
+    res = CliRunner().invoke(app, ["check", "cow-rename", "--runs", "20", "--coverage"])
+    assert res.exit_code == 0
+    assert "event coverage" in res.output and "cow-rename" in res.output

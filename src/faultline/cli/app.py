@@ -48,6 +48,7 @@ from faultline.kern.policy import POLICIES
 from faultline.kern.vm_map import NotModelled
 from faultline.report.tables import (
     catalog_table,
+    coverage_table,
     is_expected,
     results_table,
     scenario_json,
@@ -380,6 +381,8 @@ def check(
         help="Check structural invariants after every step, or only at the end.")] = True,
     full: Annotated[bool, typer.Option(
         "--full", help="Show the whole counterexample, setup included.")] = False,
+    coverage: Annotated[bool, typer.Option(
+        "--coverage", help="Also show which model paths each scenario reached.")] = False,
 ) -> None:
     """Check scenarios: run seeded executions and look for a violated property."""
     out = _out()
@@ -395,6 +398,8 @@ def check(
                       f"scenarios={','.join(s.name for s in chosen)}")
         results, wall = _run_checks(chosen, cfg, show_progress=not json_out)
         _after_check(out, chosen, results, wall, cfg, json_out, trace_out, full)
+        if coverage and not json_out:
+            out.print(coverage_table(chosen, results))
     raise typer.Exit(_exit_status(results))
 
 

@@ -34,6 +34,16 @@ FREEBSD_NAMES: dict[str, str] = {
     "do_op": "(scenario op)",
     "do_fork": "fork1",
     "do_exec": "kern_execve",
+    "vmspace_teardown": "vmspace_exit",
+    "vm_object_allocate_vnode": "vnode_create_vobject",
+    "vm_page_free_unowned": "vm_page_free_toq",
+    "vm_object_busy_wait_locked": "vm_object_busy_wait",
+    "vm_page_unbusy": "vm_fault_page_release (xunbusy or sunbusy)",
+    "pmap_create": "pmap_pinit",
+    "vm_map_clip": "vm_map_clip_start / vm_map_clip_end",
+    "flag_post": "(scenario event post)",
+    "flag_wait": "(scenario event wait)",
+    "start_thread": "(scenario thread start)",
 }
 
 

@@ -178,3 +178,26 @@ def total_line(results: Sequence[ScenarioResult], wall: float) -> str:
     steps = sum(r.steps for r in results)
     return (f"total: {len(results)} scenarios, {execs:,} executions, {steps:,} steps, "
             f"{wall:.2f} s wall, {_rate(execs, wall)} executions/s")
+
+
+def coverage_table(scenarios: Sequence[Scenario], results: Sequence[ScenarioResult]) -> Table:
+    """Which model paths each scenario reached: its probes first (executions reaching
+    each, out of those run; a missing probe in red), then the other paths it reached."""
+    from faultline.check.coverage import probe_label
+    t = Table(title="event coverage (executions reaching each path)")
+    for col in ("scenario", "policy", "probes", "other paths reached"):
+        t.add_column(col, overflow="fold")
+    for s, r in zip(scenarios, results):
+        wanted = [lbl for p in s.probes if (lbl := probe_label(p, r.policy)) is not None]
+        probes = Text()
+        for lbl in wanted:
+            n = r.coverage.get(lbl, 0)
+            probes.append(f"{lbl} {n}/{r.executions}  ", style="" if n else "bold red")
+        others = ", ".join(f"{k} {v}" for k, v in sorted(r.coverage.items())
+                           if k not in wanted and k not in _BOOKKEEPING)
+        t.add_row(r.scenario, r.policy, probes, others)
+    return t
+
+
+_BOOKKEEPING = {"op", "mmap", "setup-done", "user-access", "thread-stopped", "fork-begin",
+                "fork-end", "munmap-end", "mprotect-end", "exec-begin"}
