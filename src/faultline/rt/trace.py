@@ -74,18 +74,21 @@ class TraceRecorder(Hooks):
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self._site: tuple[str, int, str] | None = None
+        self._current: Event | None = None
 
     def performing(self, ex: Execution, t: Thread, op: ops.Op) -> None:
-        """Capture the await site before the coroutine moves on."""
-        self._site = t.where()
+        """Record the step with its await site, before the coroutine moves on (so a
+        step cut short by a violation is still in the trace)."""
+        file, line, fn = t.where() or ("", 0, "")
+        self._current = Event(ex.steps, t.name, type(op).__name__, describe_op(op), "",
+                              _short(file), line, fn)
+        self.events.append(self._current)
 
     def stepped(self, ex: Execution, t: Thread, op: ops.Op, result: Any) -> None:
-        """Record the step."""
-        file, line, fn = self._site or ("", 0, "")
-        res = "" if result is None else str(result)
-        self.events.append(Event(ex.steps, t.name, type(op).__name__, describe_op(op), res,
-                                 _short(file), line, fn))
+        """Fill in the step's result."""
+        if self._current is not None and result is not None:
+            self._current.result = str(result)
+        self._current = None
 
     def noted(self, ex: Execution, t: Thread, note: ops.Note) -> None:
         """Record a model note (attached to the step in progress)."""
