@@ -1,0 +1,275 @@
+"""Source-DPOR with sleep sets: explore one execution per Mazurkiewicz trace (or more).
+
+What lives here: `explore` (the stateless exploration loop: re-execute a prefix, extend
+it, analyse races, backtrack), the path it keeps (`Node`: enabled threads, their pending
+footprints, backtrack/done/sleep sets) and the race analysis over vector clocks.  The
+algorithm is Abdulla, Aronis, Jonsson and Sagonas's source-DPOR (POPL 2014): after each
+maximal execution E, for every race e1 < e2 it computes v = notdep(e1, E).e2 and, unless
+an initial of v is already in backtrack(pre(E, e1)), adds one.  Sleep sets stop
+re-exploring equivalent orders; a run whose every enabled thread sleeps is
+"sleep-set blocked".  With `preemption_bound` K, schedules with more than K preemptive
+context switches are not explored (bounded POR; the bound is reported).
+Rule kept: the path is plain data (thread ids), so it can be checkpointed and replayed.
+Must not be added: model knowledge (footprints come from `check.dependency`).
+
+    explore:  prefix = []
+              loop: run(prefix, extend by the lowest enabled thread not asleep)
+                    analyse races of the run -> backtrack sets
+                    prefix <- deepest node with an untried backtrack choice, or stop
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faultline.check.dependency import Access, footprint, ordered, races
+from faultline.rt import ops
+from faultline.rt.execution import Execution, Hooks, Outcome, Thread
+
+
+@dataclass(slots=True)
+class Node:
+    """The state before one step of the current path."""
+
+    enabled: list[int]
+    pending: dict[int, tuple[Access, ...]]      # footprint of each live thread's next op
+    chosen: int = -1
+    sleep: set[int] = field(default_factory=set)
+    backtrack: set[int] = field(default_factory=set)
+    done: set[int] = field(default_factory=set)
+    preemptions: int = 0                         # preemptions on the path before here
+    last: int | None = None                      # thread of the step before this node
+
+
+@dataclass(slots=True)
+class Step:
+    """One executed event: its thread, footprint, and the thread it spawned (if any)."""
+
+    tid: int
+    acc: tuple[Access, ...]
+    spawned: int | None = None
+
+
+@dataclass(slots=True)
+class DporResult:
+    """What an exploration did."""
+
+    executions: int = 0            # complete (maximal) executions
+    sleep_blocked: int = 0
+    steps: int = 0
+    exhaustive: bool = True        # False if stopped by max_executions
+    preemption_bound: int | None = None
+    violation: Outcome | None = None
+    schedules: list[list[int]] = field(default_factory=list)   # with keep_schedules
+
+
+class _PathStrategy(Hooks):
+    """Follows the prefix, then extends it; records nodes and steps (a Strategy and an
+    observer at once)."""
+
+    def __init__(self, nodes: list[Node], prefix_len: int, bound: int | None) -> None:
+        self.nodes = nodes
+        self.prefix_len = prefix_len
+        self.bound = bound
+        self.steps: list[Step] = []
+        self.blocked = False
+
+    def choose(self, ex: Execution, enabled: Sequence[Thread]) -> Thread:
+        i = ex.steps
+        en = [t.tid for t in enabled]
+        pending = {t.tid: footprint(t.pending, t.tid) for t in ex.threads
+                   if not t.done and t.pending is not None}
+        if i < self.prefix_len:
+            node = self.nodes[i]
+            node.enabled, node.pending = en, pending
+            tid = node.chosen
+        else:
+            node = Node(en, pending)
+            if i > 0:
+                prev = self.nodes[i - 1]
+                node.sleep = _next_sleep(prev)
+                node.last = prev.chosen
+                node.preemptions = prev.preemptions + _is_preemption(prev, prev.chosen)
+            self.nodes.append(node)
+            tid = self._extend(node)
+        return next(t for t in enabled if t.tid == tid)
+
+    def _extend(self, node: Node) -> int:
+        order = sorted(node.enabled, key=lambda q: (q != node.last, q))   # prefer no switch
+        for q in order:
+            if q in node.sleep or not _within_bound(node, q, self.bound):
+                continue
+            node.chosen = q
+            node.backtrack.add(q)
+            return q
+        self.blocked = True
+        raise _SleepBlocked
+
+    def stepped(self, ex: Execution, t: Thread, op: ops.Op, result: Any) -> None:
+        spawned = ex.threads[-1].tid if type(op) is ops.Spawn else None
+        acc = self.nodes[len(self.steps)].pending.get(t.tid, ())
+        self.steps.append(Step(t.tid, acc, spawned))
+
+
+class _SleepBlocked(Exception):
+    """Every enabled thread is asleep: this run repeats an explored trace."""
+
+
+def _is_preemption(node: Node, q: int) -> bool:
+    """Taking q at node switches away from a thread that could have gone on."""
+    return node.last is not None and q != node.last and node.last in node.enabled
+
+
+def _within_bound(node: Node, q: int, bound: int | None) -> bool:
+    return bound is None or node.preemptions + _is_preemption(node, q) <= bound
+
+
+def _next_sleep(prev: Node) -> set[int]:
+    """Sleep set after taking prev.chosen: sleepers (and threads already explored from
+    prev) whose next op is independent of the chosen one stay asleep."""
+    p = prev.chosen
+    fp = prev.pending.get(p, ())
+    return {q for q in (prev.sleep | prev.done) if q != p
+            and not ordered(prev.pending.get(q, ()), fp) and q in prev.pending}
+
+
+def _clocks(steps: list[Step]) -> list[dict[int, int]]:
+    """Vector clocks of the happens-before order (program order + ordered accesses)."""
+    clocks: list[dict[int, int]] = []
+    last_of: dict[int, int] = {}
+    born: dict[int, int] = {}
+    for j, s in enumerate(steps):
+        c: dict[int, int] = {}
+        src = last_of.get(s.tid, born.get(s.tid))
+        if src is not None:
+            c = dict(clocks[src])
+        for i in range(j - 1, -1, -1):
+            e = steps[i]
+            if e.tid != s.tid and ordered(e.acc, s.acc) and c.get(e.tid, 0) < i + 1:
+                _join(c, clocks[i])
+        c[s.tid] = j + 1          # clocks count step positions, 1-based
+        clocks.append(c)
+        last_of[s.tid] = j
+        if s.spawned is not None:
+            born[s.spawned] = j
+    return clocks
+
+
+def _join(c: dict[int, int], d: dict[int, int]) -> None:
+    for k, v in d.items():
+        if c.get(k, 0) < v:
+            c[k] = v
+
+
+def _hb(clocks: list[dict[int, int]], steps: list[Step], i: int, j: int) -> bool:
+    """Does step i happen before step j?"""
+    return clocks[j].get(steps[i].tid, 0) >= i + 1
+
+
+def _races(steps: list[Step], clocks: list[dict[int, int]]) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, of racing steps not ordered through any other step.
+    Order-only edges (release -> acquire) do not hide a race: the acquire races with
+    the previous acquire of the lock, whose release it waited for."""
+    out = []
+    for j, s in enumerate(steps):
+        # The clock of j's thread before j, joined as later races are accounted for.
+        prev = max((k for k in range(j) if steps[k].tid == s.tid), default=None)
+        c: dict[int, int] = dict(clocks[prev]) if prev is not None else {}
+        for i in range(j - 1, -1, -1):
+            e = steps[i]
+            if e.tid == s.tid or not races(e.acc, s.acc):
+                continue
+            if c.get(e.tid, 0) >= i + 1:
+                continue                      # already ordered through a later step
+            out.append((i, j))
+            _join(c, clocks[i])
+    return out
+
+
+def _initials(steps: list[Step], clocks: list[dict[int, int]], i: int, j: int) -> set[int]:
+    """Threads whose first event in v = notdep(i).steps[j] has no predecessor in v."""
+    v = [k for k in range(i + 1, j) if not _hb(clocks, steps, i, k)] + [j]
+    seen: set[int] = set()
+    first: list[int] = []
+    for k in v:
+        if steps[k].tid not in seen:
+            seen.add(steps[k].tid)
+            first.append(k)
+    return {steps[k].tid for k in first
+            if not any(_hb(clocks, steps, m, k) for m in v if m < k)}
+
+
+def _add_backtracks(nodes: list[Node], steps: list[Step]) -> None:
+    """Race analysis of one run; `steps` may end with the pending ops of threads that
+    never got to run them (blocked or cut short), as if they ran last: a lock acquire
+    that deadlocked still races with the acquire it waited behind."""
+    clocks = _clocks(steps)
+    for i, j in _races(steps, clocks):
+        if i >= len(nodes):
+            continue                          # both are pending ops: no node to change
+        node = nodes[i]
+        init = _initials(steps, clocks, i, j)
+        if init & (node.backtrack | node.sleep):
+            continue
+        can = sorted(q for q in init if q in node.enabled)
+        if can:
+            node.backtrack.add(can[0])
+        else:                 # no initial can run there: fall back to every thread
+            node.backtrack.update(node.enabled)
+
+
+def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
+            max_executions: int | None = None, keep_schedules: bool = False,
+            stop_on_violation: bool = True) -> DporResult:
+    """Explore the program `make` builds (a fresh Execution whose strategy and first
+    observer is the given path recorder) with source-DPOR and sleep sets."""
+    res = DporResult(preemption_bound=bound)
+    nodes: list[Node] = []
+    prefix_len = 0
+    while True:
+        rec = _PathStrategy(nodes, prefix_len, bound)
+        ex = make(rec)
+        try:
+            outcome = ex.run()
+        except _SleepBlocked:
+            ex._close_all()
+            outcome = None
+        del nodes[len(rec.steps):]
+        pending = [Step(t.tid, footprint(t.pending, t.tid)) for t in ex.threads
+                   if not t.done and t.pending is not None]
+        res.steps += len(rec.steps)
+        if outcome is None:
+            res.sleep_blocked += 1
+        else:
+            res.executions += 1
+            if keep_schedules:
+                res.schedules.append(list(outcome.schedule))
+            if outcome.violation is not None and res.violation is None:
+                res.violation = outcome
+                if stop_on_violation:
+                    res.exhaustive = False
+                    return res
+        _add_backtracks(nodes, rec.steps + pending)
+        prefix_len = _next_prefix(nodes, bound)
+        if prefix_len < 0:
+            return res
+        if max_executions is not None and res.executions >= max_executions:
+            res.exhaustive = False
+            return res
+
+
+def _next_prefix(nodes: list[Node], bound: int | None) -> int:
+    """Pick the deepest node with an untried, awake backtrack choice within the bound;
+    cut the path there and return its new length (-1 when the exploration is done)."""
+    while nodes:
+        node = nodes[-1]
+        node.done.add(node.chosen)
+        todo = sorted(q for q in node.backtrack - node.done - node.sleep
+                      if q in node.enabled and _within_bound(node, q, bound))
+        if todo:
+            node.chosen = todo[0]
+            return len(nodes)
+        nodes.pop()
+    return -1
