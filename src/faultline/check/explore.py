@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from faultline import __version__
 from faultline.check.coverage import Coverage
 from faultline.check.invariants import StructureChecker, explain_va
-from faultline.check.strategies import RandomStrategy, ReplayStrategy, run_seed
+from faultline.check.strategies import PctStrategy, RandomStrategy, ReplayStrategy, run_seed
 from faultline.kern.vm_map import NotModelled
 from faultline.rt.execution import Execution, Hooks, Outcome, Strategy
 from faultline.rt.trace import Event, RunRecord, TraceRecorder, schedule_to_str
@@ -38,6 +38,7 @@ class CheckConfig:
     seed: int = 1
     every_step: bool = True
     npv_locks: int = 8
+    depth: int = 3                 # PCT bug depth (--depth)
 
 
 @dataclass(slots=True)
@@ -100,11 +101,16 @@ class ScenarioResult:
         return out
 
 
-def make_strategy(name: str, seed: str) -> Strategy:
-    """The strategy called `name`, seeded."""
+STRATEGIES = ("random", "pct")
+
+
+def make_strategy(name: str, seed: str, depth: int = 3, k: int = 2000) -> Strategy:
+    """The strategy called `name`, seeded (PCT: bug depth `depth`, `k` steps)."""
     if name == "random":
         return RandomStrategy(seed)
-    raise ValueError(f"unknown strategy {name!r}; this version knows: random")
+    if name == "pct":
+        return PctStrategy(seed, depth, k)
+    raise ValueError(f"unknown strategy {name!r}; this version knows: {', '.join(STRATEGIES)}")
 
 
 def check_scenario(scenario: Scenario, cfg: CheckConfig,
@@ -117,7 +123,8 @@ def check_scenario(scenario: Scenario, cfg: CheckConfig,
     done = 0
     for i in range(cfg.runs):
         seed = run_seed(cfg.seed, i)
-        res = run_once(scenario, cfg.policy, make_strategy(cfg.strategy, seed),
+        strategy = make_strategy(cfg.strategy, seed, cfg.depth, scenario.step_bound)
+        res = run_once(scenario, cfg.policy, strategy,
                        every_step=cfg.every_step, npv_locks=cfg.npv_locks)
         done += 1
         steps += res.outcome.steps

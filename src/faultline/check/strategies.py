@@ -56,3 +56,33 @@ class ReplayStrategy:
         names = ", ".join(f"{t.tid}={t.name}" for t in enabled)
         raise ReplayDivergence(f"step {i + 1}: the schedule names thread {tid}, which cannot "
                                f"run now (enabled: {names})")
+
+
+class PctStrategy:
+    """Probabilistic concurrency testing (Burckhardt et al., ASPLOS 2010): threads get
+    distinct random priorities, the highest-priority enabled thread runs, and at d-1
+    random steps in [1, k] the running thread drops below every initial priority.  A
+    bug of depth d is found with probability at least 1/(n k^(d-1)) per run."""
+
+    name = "pct"
+
+    def __init__(self, seed: int | str, depth: int = 3, k: int = 2000) -> None:
+        if depth < 1 or k < 1:
+            raise ValueError("pct needs depth >= 1 and k >= 1")
+        self.rng = random.Random(f"pct/{seed}")
+        self.depth = depth
+        self.change_points = {self.rng.randint(1, k): depth - 1 - i for i in range(depth - 1)}
+        self.priority: dict[int, float] = {}
+
+    def choose(self, ex: Execution, enabled: Sequence[Thread]) -> Thread:
+        """The enabled thread of highest priority; demote it at a change point."""
+        for t in enabled:
+            if t.tid not in self.priority:
+                # New threads get a random initial priority above every change point.
+                self.priority[t.tid] = self.depth + self.rng.random() * 1000
+        best = max(enabled, key=lambda t: (self.priority[t.tid], -t.tid))
+        low = self.change_points.get(ex.steps + 1)
+        if low is not None:
+            self.priority[best.tid] = low
+            best = max(enabled, key=lambda t: (self.priority[t.tid], -t.tid))
+        return best

@@ -370,7 +370,11 @@ def check(
         "--all", help="Check every catalog scenario (in name order), then those named.")
     ] = False,
     policy: Annotated[str, typer.Option(help="Busy policy: xbusy or sbusy.")] = "sbusy",
-    strategy: Annotated[str, typer.Option(help="Exploration strategy.")] = "random",
+    strategy: Annotated[str, typer.Option(
+        help="Exploration strategy: random (uniform) or pct (priority change points).")
+    ] = "random",
+    depth: Annotated[int, typer.Option(min=1, help="PCT bug depth d (d-1 change points).")
+                     ] = 3,
     runs: Annotated[int, typer.Option(min=1, help="Executions per scenario.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed of the exploration.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -388,11 +392,12 @@ def check(
     out = _out()
     with _reported():
         cfg = CheckConfig(policy=_policy(policy), strategy=_strategy(strategy), runs=runs,
-                          seed=seed, every_step=every_step)
+                          seed=seed, every_step=every_step, depth=depth)
         chosen = _select(names or [], everything)
         _writable(trace_out)
         if not json_out:
-            _say(out, f"faultline check: policy={cfg.policy} strategy={cfg.strategy} "
+            pct = f" depth={cfg.depth}" if cfg.strategy == "pct" else ""
+            _say(out, f"faultline check: policy={cfg.policy} strategy={cfg.strategy}{pct} "
                       f"runs={cfg.runs} seed={cfg.seed} "
                       f"invariants={'step' if every_step else 'end'} "
                       f"scenarios={','.join(s.name for s in chosen)}")

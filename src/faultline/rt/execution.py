@@ -64,6 +64,7 @@ class Thread:
     wchan: Any = None
     wmesg: str = ""
     steps: int = 0
+    paused: bool = False      # after pause(): runs again only once another thread has
 
     def __repr__(self) -> str:
         return self.name
@@ -172,8 +173,10 @@ class Execution:
         return t
 
     def enabled(self) -> list[Thread]:
-        """Threads whose pending op can be performed now, in tid order."""
-        return [t for t in self.threads if not t.done and self._can_perform(t)]
+        """Threads that may take the next step, in tid order (paused ones only when no
+        other thread can run)."""
+        en = [t for t in self.threads if not t.done and self._can_perform(t)]
+        return [t for t in en if not t.paused] or en
 
     def run(self) -> Outcome:
         """Step until every thread is done or a violation ends the run."""
@@ -184,6 +187,10 @@ class Execution:
                 if not live:
                     break
                 enabled = [t for t in live if self._can_perform(t)]
+                # pause() sleeps a tick: a paused thread yields to any other runnable one.
+                awake = [t for t in enabled if not t.paused]
+                if awake:
+                    enabled = awake
                 if not enabled:
                     raise Violation("deadlock", self.describe_deadlock(live))
                 if self.steps >= self.step_bound:
@@ -215,6 +222,10 @@ class Execution:
         self.schedule.append(t.tid)
         self.steps += 1
         t.steps += 1
+        if not t.paused:
+            for other in self.threads:
+                other.paused = False
+        t.paused = type(op) is ops.Pause
         self.current = context.current = t
         try:
             for o in self._site_observers:
