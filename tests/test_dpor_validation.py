@@ -56,3 +56,20 @@ def test_preemption_bound_zero_explores_fewer_schedules() -> None:
 def test_max_executions_makes_the_result_non_exhaustive() -> None:
     r = dpor(PROGRAMS["cas-counter-3"], max_executions=5, stop_on_violation=False)
     assert r.executions == 5 and not r.exhaustive
+
+
+@pytest.mark.parametrize("bound", [0, 1, 2])
+@pytest.mark.parametrize("name", ["locked-increments-3", "cas-counter-3", "lastzero-3",
+                                  "readers-writer-3", "handoff"])
+def test_bounded_dpor_covers_every_trace_within_the_bound(name: str, bound: int) -> None:
+    from faultline.check.validation import _Follow, trace_key
+    prog = PROGRAMS[name]
+    bf = enumerate_all(prog)
+    r = dpor(prog, bound=bound, stop_on_violation=False, keep_schedules=True)
+    assert r.preemption_bound == bound and r.exhaustive
+    seen = set()
+    for sched in r.schedules:
+        f = _Follow(sched)
+        execution(prog, f, []).run()
+        seen.add(trace_key(f.steps))
+    assert bf.bounded[bound] <= seen, (len(bf.bounded[bound]), len(seen))

@@ -36,7 +36,8 @@ class Node:
     enabled: list[int]
     pending: dict[int, tuple[Access, ...]]      # footprint of each live thread's next op
     chosen: int = -1
-    sleep: set[int] = field(default_factory=set)
+    taken: dict[int, tuple[Access, ...]] = field(default_factory=dict)  # full footprints
+    sleep: dict[int, tuple[Access, ...]] = field(default_factory=dict)
     backtrack: set[int] = field(default_factory=set)
     done: set[int] = field(default_factory=set)
     preemptions: int = 0                         # preemptions on the path before here
@@ -67,7 +68,10 @@ class DporResult:
 
 class _PathStrategy(Hooks):
     """Follows the prefix, then extends it; records nodes and steps (a Strategy and an
-    observer at once)."""
+    observer at once).  A step's footprint is its op's plus every model object the code
+    after the op wrote or touched (rt.context.footprint_log)."""
+
+    wants_footprints = True
 
     def __init__(self, nodes: list[Node], prefix_len: int, bound: int | None) -> None:
         self.nodes = nodes
@@ -75,11 +79,25 @@ class _PathStrategy(Hooks):
         self.bound = bound
         self.steps: list[Step] = []
         self.blocked = False
+        self.serial: dict[int, int] = {}
+
+    def stable(self, acc: Any) -> tuple[Access, ...]:
+        """Name objects by their order of first appearance in this run, so footprints
+        compare across re-executions: a replayed prefix names the same objects alike,
+        and any step touching an object unseen at a node collides with the first new
+        name a sleeper used from there (conservative, hence sound)."""
+        out = []
+        for k, x in acc:
+            s = self.serial.get(k)
+            if s is None:
+                s = self.serial[k] = len(self.serial)
+            out.append((s, x))
+        return tuple(out)
 
     def choose(self, ex: Execution, enabled: Sequence[Thread]) -> Thread:
         i = ex.steps
         en = [t.tid for t in enabled]
-        pending = {t.tid: footprint(t.pending, t.tid) for t in ex.threads
+        pending = {t.tid: self.stable(footprint(t.pending, t.tid)) for t in ex.threads
                    if not t.done and t.pending is not None}
         if i < self.prefix_len:
             node = self.nodes[i]
@@ -89,7 +107,10 @@ class _PathStrategy(Hooks):
             node = Node(en, pending)
             if i > 0:
                 prev = self.nodes[i - 1]
-                node.sleep = _next_sleep(prev)
+                # Sleep sets and preemption bounds do not mix: a thread explored from an
+                # ancestor under one preemption budget may need re-exploring under
+                # another, so bounded runs go without them.
+                node.sleep = _next_sleep(prev) if self.bound is None else {}
                 node.last = prev.chosen
                 node.preemptions = prev.preemptions + _is_preemption(prev, prev.chosen)
             self.nodes.append(node)
@@ -109,7 +130,9 @@ class _PathStrategy(Hooks):
 
     def stepped(self, ex: Execution, t: Thread, op: ops.Op, result: Any) -> None:
         spawned = ex.threads[-1].tid if type(op) is ops.Spawn else None
-        acc = self.nodes[len(self.steps)].pending.get(t.tid, ())
+        node = self.nodes[len(self.steps)]
+        acc = node.pending.get(t.tid, ()) + self.stable(dict.fromkeys(ex.last_footprint))
+        node.taken[t.tid] = acc
         self.steps.append(Step(t.tid, acc, spawned))
 
 
@@ -126,13 +149,17 @@ def _within_bound(node: Node, q: int, bound: int | None) -> bool:
     return bound is None or node.preemptions + _is_preemption(node, q) <= bound
 
 
-def _next_sleep(prev: Node) -> set[int]:
+def _next_sleep(prev: Node) -> dict[int, tuple[Access, ...]]:
     """Sleep set after taking prev.chosen: sleepers (and threads already explored from
-    prev) whose next op is independent of the chosen one stay asleep."""
+    prev) whose next step is independent of the step taken stay asleep.  Both steps'
+    full footprints are known: each was executed from this node or an ancestor."""
     p = prev.chosen
-    fp = prev.pending.get(p, ())
-    return {q for q in (prev.sleep | prev.done) if q != p
-            and not ordered(prev.pending.get(q, ()), fp) and q in prev.pending}
+    fp = prev.taken.get(p, prev.pending.get(p, ()))
+    cands = dict(prev.sleep)
+    for q in prev.done:
+        cands[q] = prev.taken.get(q, prev.pending.get(q, ()))
+    return {q: f for q, f in cands.items()
+            if q != p and q in prev.pending and not ordered(f, fp)}
 
 
 def _clocks(steps: list[Step]) -> list[dict[int, int]]:
@@ -201,7 +228,7 @@ def _initials(steps: list[Step], clocks: list[dict[int, int]], i: int, j: int) -
             if not any(_hb(clocks, steps, m, k) for m in v if m < k)}
 
 
-def _add_backtracks(nodes: list[Node], steps: list[Step]) -> None:
+def _add_backtracks(nodes: list[Node], steps: list[Step], bound: int | None = None) -> None:
     """Race analysis of one run; `steps` may end with the pending ops of threads that
     never got to run them (blocked or cut short), as if they ran last: a lock acquire
     that deadlocked still races with the acquire it waited behind."""
@@ -211,13 +238,33 @@ def _add_backtracks(nodes: list[Node], steps: list[Step]) -> None:
             continue                          # both are pending ops: no node to change
         node = nodes[i]
         init = _initials(steps, clocks, i, j)
-        if init & (node.backtrack | node.sleep):
+        if init & node.sleep.keys():
             continue
-        can = sorted(q for q in init if q in node.enabled)
-        if can:
-            node.backtrack.add(can[0])
-        else:                 # no initial can run there: fall back to every thread
-            node.backtrack.update(node.enabled)
+        covered = sorted(init & node.backtrack)
+        if covered:
+            chosen = covered[:1]
+        else:
+            can = sorted(q for q in init if q in node.enabled)
+            chosen = can[:1] if can else list(node.enabled)   # fallback: every thread
+            node.backtrack.update(chosen)
+        if bound is not None:       # even a covered reversal may be out of bound there
+            _add_free_switches(nodes, i, chosen, bound)
+
+
+def _add_free_switches(nodes: list[Node], i: int, threads: list[int], bound: int) -> None:
+    """Bounded POR (after Coons, Musuvathi and McKinley, OOPSLA 2013): a reversal at
+    node i may cost a preemption the bound forbids.  The same reordering may still be
+    reachable with fewer preemptions by switching earlier, so try the reversing
+    threads, and the thread whose step is being overtaken, at every earlier node where
+    switching to them is free (the thread that ran before could not go on)."""
+    if all(_within_bound(nodes[i], q, bound) for q in threads):
+        return
+    overtaken = nodes[i].chosen
+    for q in {*threads, overtaken}:
+        for k in range(i - 1, -1, -1):
+            nk = nodes[k]
+            if q in nk.enabled and not _is_preemption(nk, q):
+                nk.backtrack.add(q)
 
 
 def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
@@ -237,7 +284,7 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             ex._close_all()
             outcome = None
         del nodes[len(rec.steps):]
-        pending = [Step(t.tid, footprint(t.pending, t.tid)) for t in ex.threads
+        pending = [Step(t.tid, rec.stable(footprint(t.pending, t.tid))) for t in ex.threads
                    if not t.done and t.pending is not None]
         res.steps += len(rec.steps)
         if outcome is None:
@@ -251,7 +298,7 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
                 if stop_on_violation:
                     res.exhaustive = False
                     return res
-        _add_backtracks(nodes, rec.steps + pending)
+        _add_backtracks(nodes, rec.steps + pending, bound)
         prefix_len = _next_prefix(nodes, bound)
         if prefix_len < 0:
             return res
@@ -266,7 +313,7 @@ def _next_prefix(nodes: list[Node], bound: int | None) -> int:
     while nodes:
         node = nodes[-1]
         node.done.add(node.chosen)
-        todo = sorted(q for q in node.backtrack - node.done - node.sleep
+        todo = sorted(q for q in node.backtrack - node.done - node.sleep.keys()
                       if q in node.enabled and _within_bound(node, q, bound))
         if todo:
             node.chosen = todo[0]

@@ -51,21 +51,29 @@ class RunResult:
     accesses: int = 0
 
 
-def run_once(scenario: Scenario, policy: str, strategy: Strategy, *, record: bool = False,
-             every_step: bool = True, npv_locks: int = 8,
-             extra: list[Hooks] | None = None) -> RunResult:
-    """Run one execution of `scenario` under `strategy`, checking every property."""
+def build_execution(scenario: Scenario, policy: str, strategy: Strategy,
+                    first: list[Hooks], *, every_step: bool = True, npv_locks: int = 8
+                    ) -> tuple[Execution, Coverage, MemoryOracle]:
+    """A fresh execution of `scenario` with every verdict observer attached after the
+    observers in `first` (a trace recorder, a DPOR path...), ready to run."""
     world = World(scenario, policy, npv_locks)
     vm = world.vm
     cov = Coverage()
     oracle = MemoryOracle(scenario, lambda proc, va: explain_va(vm, proc, va))
-    observers: list[Hooks] = [oracle, cov, Witness(), StructureChecker(vm, every_step)]
-    recorder = TraceRecorder() if record else None
-    if recorder is not None:
-        observers.insert(0, recorder)
-    observers.extend(extra or [])
+    observers: list[Hooks] = [*first, oracle, cov, Witness(), StructureChecker(vm, every_step)]
     ex = Execution(strategy, observers, scenario.step_bound)
     ex.spawn("setup", "-", world.setup())
+    return ex, cov, oracle
+
+
+def run_once(scenario: Scenario, policy: str, strategy: Strategy, *, record: bool = False,
+             every_step: bool = True, npv_locks: int = 8,
+             extra: list[Hooks] | None = None) -> RunResult:
+    """Run one execution of `scenario` under `strategy`, checking every property."""
+    recorder = TraceRecorder() if record else None
+    first: list[Hooks] = [recorder] if recorder is not None else []
+    ex, cov, oracle = build_execution(scenario, policy, strategy, [*first, *(extra or [])],
+                                      every_step=every_step, npv_locks=npv_locks)
     outcome = ex.run()
     return RunResult(outcome, cov.labels, recorder.events if recorder else [],
                      oracle.accesses)

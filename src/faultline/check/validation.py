@@ -237,16 +237,29 @@ def trace_key(steps: list[tuple[int, tuple[Any, ...]]]) -> frozenset[Any]:
 
 @dataclass
 class BruteForce:
-    """Every interleaving of a program, grouped into Mazurkiewicz traces."""
+    """Every interleaving of a program, grouped into Mazurkiewicz traces; `bounded[k]`
+    holds the traces that have an interleaving with at most k preemptions."""
 
     executions: int
     traces: int
     violations: int
+    bounded: dict[int, set[frozenset[Any]]]
+
+
+def preemptions(schedule: list[int], enabled: list[list[int]]) -> int:
+    """Context switches away from a thread that could have gone on."""
+    n = 0
+    for i in range(1, len(schedule)):
+        prev = schedule[i - 1]
+        if schedule[i] != prev and prev in enabled[i]:
+            n += 1
+    return n
 
 
 def enumerate_all(program: Program, limit: int = 200_000) -> BruteForce:
     """Depth-first over every schedule (re-executing prefixes); counts traces."""
     keys: set[frozenset[Any]] = set()
+    bounded: dict[int, set[frozenset[Any]]] = {k: set() for k in range(4)}
     stack: list[list[int]] = [[]]
     runs = violations = 0
     while stack:
@@ -257,8 +270,12 @@ def enumerate_all(program: Program, limit: int = 200_000) -> BruteForce:
         if runs > limit:
             raise RuntimeError(f"more than {limit} interleavings")
         violations += out.violation is not None
-        keys.add(trace_key(f.steps))
+        key = trace_key(f.steps)
+        keys.add(key)
+        pre = preemptions(out.schedule, f.enabled)
+        for k in range(pre, 4):
+            bounded[k].add(key)
         for i in range(len(prefix), len(f.enabled)):
             for alt in f.enabled[i][1:]:
                 stack.append([*out.schedule[:i], alt])
-    return BruteForce(runs, len(keys), violations)
+    return BruteForce(runs, len(keys), violations, bounded)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from faultline.kern.vm_page import VmPage, locked_by, vm_page_busied
 from faultline.rt import ops
+from faultline.rt.context import Tracked, touch
 from faultline.rt.sync import (
     Lock,
     kassert,
@@ -37,7 +38,7 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 
 
 @dataclass(slots=True)
-class Pte:
+class Pte(Tracked):
     """A page-table entry: the page, PG_RW, PG_W (wired)."""
 
     page: VmPage
@@ -46,7 +47,7 @@ class Pte:
 
 
 @dataclass(eq=False)
-class Pmap:
+class Pmap(Tracked):
     """struct pmap: the page tables of one address space."""
 
     vm: Vm = locked_by("C")
@@ -77,8 +78,10 @@ async def _pv_lock_change(vm: Vm, held: Lock | None, m: VmPage) -> Lock:
 
 def _pv_remove(pm: Pmap, va: int) -> VmPage:
     # Clear the PTE and the pv entry together (pmap and pv locks held).
+    touch(pm)
     pte = pm.ptes.pop(va)
     m = pte.page
+    touch(m)
     m.pv_list.remove((pm, va))
     m.pv_gen += 1
     if not m.pv_list:
@@ -87,6 +90,8 @@ def _pv_remove(pm: Pmap, va: int) -> VmPage:
 
 
 def _pv_insert(pm: Pmap, va: int, m: VmPage, writable: bool, wired: bool) -> None:
+    touch(pm)
+    touch(m)
     pm.ptes[va] = Pte(m, writable, wired)
     m.pv_list.append((pm, va))
     m.pv_gen += 1
@@ -223,9 +228,13 @@ async def pmap_user_access(pm: Pmap, va: int, write: bool, value: int) -> tuple[
     Returns (True, value read or written) or (False, 0) for a page fault."""
     def access() -> tuple[bool, int]:
         pte = pm.ptes.get(va & ~(PAGE_SIZE - 1))
-        if pte is None or (write and not pte.writable):
+        if pte is None:
+            return False, 0
+        touch(pte, False)
+        if write and not pte.writable:
             return False, 0
         m = pte.page
+        touch(m, write)
         kassert(not m.freed, f"user access through {pm.name} at {va:#x} reached freed {m}")
         if write:
             m.content, m.dirty = value, True

@@ -39,13 +39,14 @@ from faultline.kern.vm_map import (
 from faultline.kern.vm_object import VmObject, vm_object_reference
 from faultline.kern.vm_page import locked_by
 from faultline.rt import ops
+from faultline.rt.context import Tracked
 
 if TYPE_CHECKING:
     from faultline.kern.vm import Vm
 
 
 @dataclass(eq=False)
-class Proc:
+class Proc(Tracked):
     """struct proc, reduced to its vmspace and its threads' count."""
 
     vm: Vm = locked_by("C")

@@ -87,7 +87,7 @@ from faultline.kern.vm_page import (
 )
 from faultline.kern.vm_pager import vm_pager_get_pages
 from faultline.rt import ops
-from faultline.rt.context import curtid
+from faultline.rt.context import curtid, touch
 from faultline.rt.sync import (
     kassert,
     lock_assert,
@@ -288,7 +288,11 @@ async def vm_fault_soft_fast(fs: FaultState) -> FaultStatus:
     def peek() -> VmPage | None:
         # Unlocked radix lookup plus the racy validity/busy test.
         m = obj.pages.get(fs.first_pindex)
-        if m is None or not m.valid or (writable and m.busy.busied()):
+        if m is None:
+            return None
+        touch(m, False)
+        touch(m.busy, False)
+        if not m.valid or (writable and m.busy.busied()):
             return None
         return m
     m = await ops.atomic(obj, "soft_fast lookup (unlocked)", peek, write=False)
@@ -299,8 +303,10 @@ async def vm_fault_soft_fast(fs: FaultState) -> FaultStatus:
     if m.object is not obj or m.pindex != fs.first_pindex:
         return await _soft_fast_fail(fs)
     await vm_object_busy(obj)
-    still = await ops.atomic(m.busy, "load busy_lock", lambda: m.valid and
-                             (not writable or not m.busy.busied()), write=False)
+    def recheck() -> bool:
+        touch(m, False)
+        return m.valid and (not writable or not m.busy.busied())
+    still = await ops.atomic(m.busy, "load busy_lock", recheck, write=False)
     if not still:
         await vm_object_unbusy(obj)
         return await _soft_fast_fail(fs)

@@ -33,6 +33,7 @@ from faultline.kern.vm_object import (
 )
 from faultline.kern.vm_page import VmPage, locked_by, vm_page_unwire
 from faultline.rt import ops
+from faultline.rt.context import Tracked, touch
 from faultline.rt.sync import (
     Lock,
     NotModelled,
@@ -71,7 +72,7 @@ PROT_BITS = {"none": 0, "r": 1, "rw": 3, "rx": 5, "rwx": 7}
 
 
 @dataclass(eq=False)
-class VmMapEntry:
+class VmMapEntry(Tracked):
     """struct vm_map_entry."""
 
     start: int = locked_by("L", 0)
@@ -95,7 +96,7 @@ class VmMapEntry:
 
 
 @dataclass(eq=False)
-class VmMap:
+class VmMap(Tracked):
     """struct vm_map (user map) with its pmap: a vmspace."""
 
     vm: Vm = locked_by("C")
@@ -195,6 +196,7 @@ def vm_map_insert(m: VmMap, obj: VmObject | None, offset: int, start: int, end: 
             f"vm_map_insert: {start:#x}-{end:#x} overlaps in {m}")
     e = VmMapEntry(start=start, end=end, object=obj, offset=offset, protection=prot,
                    max_protection=maxprot, inheritance=inheritance, eflags=eflags)
+    touch(m)
     m.entries.append(e)
     m.entries.sort(key=lambda x: x.start)
     return e
@@ -224,6 +226,7 @@ async def _clip_at(m: VmMap, e: VmMapEntry, cut: int) -> None:
     if e.object is not None:
         await vm_object_reference(e.object)
     e.end = cut
+    touch(m)
     m.entries.append(tail)
     m.entries.sort(key=lambda x: x.start)
 
@@ -311,6 +314,7 @@ async def vm_map_delete(m: VmMap, start: int, end: int) -> list[VmObject]:
         if e.wired_count:
             await vm_map_entry_unwire(m, e)
         await pmap_mod.pmap_remove(m.pmap, e.start, e.end)
+        touch(m)
         m.entries.remove(e)
         if e.object is not None:
             deferred.append(e.object)

@@ -30,6 +30,7 @@ from faultline.kern.vm_page import (
     vm_page_xunbusy,
 )
 from faultline.rt import ops
+from faultline.rt.context import Tracked, touch
 from faultline.rt.sync import (
     BlockCount,
     Lock,
@@ -64,7 +65,7 @@ OBJT_SWAP, OBJT_VNODE, OBJT_DEAD = "swap", "vnode", "dead"
 
 
 @dataclass(eq=False)
-class VmObject:
+class VmObject(Tracked):
     """struct vm_object."""
 
     vm: Vm = locked_by("C")
@@ -156,7 +157,7 @@ async def vm_object_pip_sleep(obj: VmObject, wmesg: str) -> None:
 
 async def vm_object_pip_wait(obj: VmObject, wmesg: str) -> None:
     """vm_object_pip_wait: object write-locked on entry and on return; may sleep."""
-    while obj.pip.count:
+    while await ops.racy_load(obj.pip, "count"):
         await vm_object_pip_sleep(obj, wmesg)
         await rw_wlock(obj.lock)
 
@@ -197,6 +198,7 @@ async def vm_object_backing_insert(obj: VmObject, backing: VmObject) -> None:
 
 def _backing_link(obj: VmObject, backing: VmObject) -> None:
     # Both locks held: shadow list, shadow_count and the back pointer move together.
+    touch(backing)
     backing.shadows.append(obj)
     backing.shadow_count += 1
     obj.backing_object = backing
@@ -205,6 +207,7 @@ def _backing_link(obj: VmObject, backing: VmObject) -> None:
 def _backing_unlink(obj: VmObject) -> VmObject:
     backing = obj.backing_object
     assert backing is not None
+    touch(backing)
     backing.shadows.remove(obj)
     backing.shadow_count -= 1
     obj.backing_object = None
@@ -267,10 +270,12 @@ async def vm_object_deallocate(obj: VmObject | None) -> None:
             await _refcount_release(obj)
             return
         await rw_wlock(obj.lock)
-        kassert(obj.ref_count > 0, f"vm_object_deallocate: {obj} ref_count 0")
         if not await _refcount_release(obj):
-            if obj.ref_count > 1 or obj.shadow_count == 0:
-                if obj.flags & OBJ_ANON and obj.ref_count == 1:
+            # ref_count grows without the lock (vm_object_reference), so this read is
+            # racy; a new reference only makes the ONEMAPPING / collapse choice moot.
+            refs = await ops.racy_load(obj, "ref_count")
+            if refs > 1 or obj.shadow_count == 0:
+                if obj.flags & OBJ_ANON and refs == 1:
                     vm_object_set_flag(obj, OBJ_ONEMAPPING)
                 await rw_unlock(obj.lock)
                 return
@@ -377,8 +382,9 @@ async def vm_object_collapse(obj: VmObject) -> None:
         backing = await vm_object_backing_collapse_wait(obj)
         if backing is None:
             return
-        kassert(obj.ref_count > obj.shadow_count, f"collapse: {obj} refs <= shadows")
-        if backing.ref_count == 1:
+        # Racy reads: with both objects locked a backing object referenced only by obj
+        # cannot gain a reference (nobody else can find it).
+        if await ops.racy_load(backing, "ref_count") == 1:
             await _collapse_full(obj, backing)
         elif not await _collapse_bypass(obj, backing):
             return
@@ -405,8 +411,8 @@ async def _collapse_full(obj: VmObject, backing: VmObject) -> None:
     obj.backing_object_offset += backing.backing_object_offset
     await rw_unlock(obj.lock)
     await vm_object_pip_wakeup(obj)
-    kassert(backing.ref_count == 1 and not backing.pages, f"collapse: {backing} not empty")
-    await _refcount_release(backing)
+    kassert(not backing.pages, f"collapse: {backing} not empty")
+    kassert(await _refcount_release(backing), f"collapse: {backing} gained a reference")
     await vm_object_pip_wakeup(backing)
     await vm_object_terminate(backing)
     obj.vm.count("object_collapses")

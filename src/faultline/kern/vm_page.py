@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from faultline.rt import ops
-from faultline.rt.context import curtid
+from faultline.rt.context import Tracked, curtid, touch
 from faultline.rt.sync import BusyWord, kassert, lock_assert
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def locked_by(letters: str, default: Any = None, factory: Any = None) -> Any:
 
 
 @dataclass(eq=False, slots=True)
-class VmPage:
+class VmPage(Tracked):
     """struct vm_page, reduced to what the fault path reads and writes."""
 
     index: int = locked_by("C", 0)                 # allocation order (names the page)
@@ -109,6 +109,7 @@ def vm_page_insert(m: VmPage, obj: VmObject, pindex: int) -> None:
     lock_assert(obj.lock, "x")
     vm_page_assert_xbusied(m)
     m.object, m.pindex = obj, pindex
+    touch(obj)
     obj.pages[pindex] = m
 
 
@@ -118,6 +119,7 @@ def vm_page_remove(m: VmPage) -> None:
     kassert(obj is not None, f"{m}: remove of a page without object")
     lock_assert(obj.lock, "x")
     vm_page_assert_xbusied(m)
+    touch(obj)
     del obj.pages[m.pindex]
     m.object = None
 

@@ -22,3 +22,29 @@ def curthread() -> Any:
 def curtid() -> int:
     """The id of the thread whose step is executing now."""
     return curthread().tid
+
+
+# Footprint recording (partial-order reduction): while a step runs under an explorer
+# that asked for footprints, every write to a tracked model object and every explicit
+# touch() lands here as (id(object), "w" or "r").  None when nobody records.
+footprint_log: list[tuple[int, str]] | None = None
+
+
+def touch(obj: Any, write: bool = True) -> None:
+    """Record an access to `obj` made by plain model code (a container mutation, or a
+    read inside an atomic op of an object other than the op's own)."""
+    log = footprint_log
+    if log is not None:
+        log.append((id(obj), "w" if write else "r"))
+
+
+class Tracked:
+    """Base of model classes: attribute writes are recorded while footprints are on."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        log = footprint_log
+        if log is not None:
+            log.append((id(self), "w"))
+        object.__setattr__(self, name, value)

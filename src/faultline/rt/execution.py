@@ -110,6 +110,7 @@ class Hooks:
         """`t` is about to perform `op`; only observers with `wants_sites` get this."""
 
     wants_sites = False
+    wants_footprints = False      # record the plain model accesses of every step
 
     def acquiring(self, ex: Execution, t: Thread, op: ops.Acquire) -> None:
         """`t` is about to be granted a blocking acquisition (its site is still live)."""
@@ -161,6 +162,8 @@ class Execution:
         self.sleepq: dict[int, deque[Thread]] = {}   # keyed by id(chan): lookups only
         self.current: Thread | None = None
         self._site_observers = [o for o in self.observers if o.wants_sites]
+        self._footprints = any(o.wants_footprints for o in self.observers)
+        self.last_footprint: list[tuple[int, str]] = []
 
     # -- public
     def spawn(self, name: str, group: str, coro: Any) -> Thread:
@@ -227,6 +230,8 @@ class Execution:
                 other.paused = False
         t.paused = type(op) is ops.Pause
         self.current = context.current = t
+        if self._footprints:
+            self.last_footprint = context.footprint_log = []
         try:
             for o in self._site_observers:
                 o.performing(self, t, op)
@@ -236,6 +241,7 @@ class Execution:
                 o.stepped(self, t, op, result)
         finally:
             context.current = None
+            context.footprint_log = None
         self.current = None
 
     # -- performing ops

@@ -89,7 +89,7 @@ class World:
     async def run_thread(self, ts: ThreadSpec, p: Proc) -> None:
         """A scenario thread: its ops in order, until done or its process single-threads."""
         for op in ts.ops:
-            if p.single or p.map is None:
+            if await ops.racy_load(p, "single") or await ops.racy_load(p, "map") is None:
                 await ops.note("thread-stopped", {"thread": ts.name, "op": str(op)})
                 break
             await ops.note("op", {"thread": ts.name, "op": str(op)})
