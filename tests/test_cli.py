@@ -328,3 +328,24 @@ def test_check_coverage_table_lists_probes() -> None:
     res = CliRunner().invoke(app, ["check", "cow-rename", "--runs", "20", "--coverage"])
     assert res.exit_code == 0
     assert "event coverage" in res.output and "cow-rename" in res.output
+
+
+def test_check_dpor_json_reports_exploration() -> None:
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from faultline.cli.app import app
+    res = CliRunner().invoke(app, ["check", "zero-fill-parallel", "--strategy", "dpor",
+                                   "--preemptions", "0..1", "--json"])
+    assert res.exit_code == 0, res.output
+    r = _json.loads(res.output)["results"][0]
+    assert r["strategy"] == "dpor" and r["exhaustive"] is True
+    assert r["preemption_bound"] == 1 and isinstance(r["sleep_blocked"], int)
+    capped = CliRunner().invoke(app, ["check", "zero-fill-parallel", "--strategy", "dpor",
+                                      "--max-executions", "5", "--json"])
+    r = _json.loads(capped.output)["results"][0]
+    assert r["exhaustive"] is False and r["executions"] == 5
+    bad = CliRunner().invoke(app, ["check", "zero-fill-parallel", "--strategy", "dpor",
+                                   "--preemptions", "3..1"])
+    assert bad.exit_code == 2

@@ -77,3 +77,20 @@ def test_cve_message_names_the_stale_mapping() -> None:
     assert r.counterexample is not None and r.counterexample.violation is not None
     msg = r.counterexample.violation["message"]
     assert "p2" in msg and "0x1000" in msg
+
+
+@pytest.mark.parametrize(("policy", "scenario"), [
+    ("test-no-shootdown", "shared-shadow-inval"),
+    ("test-rename-sbusied", "cow-rename"),
+    ("test-sbusy-writable", "rw-race-top"),
+])
+def test_dpor_finds_the_mutant_within_two_preemptions(policy: str, scenario: str) -> None:
+    from faultline.check.explore import replay
+    s = load_scenario(scenario)
+    r = check_scenario(s, CheckConfig(policy=policy, strategy="dpor", preemptions=(0, 1, 2),
+                                      max_executions=3000))
+    assert r.verdict == "violation" and r.counterexample is not None
+    assert r.preemption_bound is not None and r.preemption_bound <= 2
+    again = replay(s, r.counterexample)
+    assert again.outcome.violation is not None
+    assert again.outcome.violation.message == r.counterexample.violation["message"]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from faultline import __version__
+from faultline.check import dpor
 from faultline.check.coverage import Coverage
 from faultline.check.invariants import StructureChecker, explain_va
 from faultline.check.strategies import PctStrategy, RandomStrategy, ReplayStrategy, run_seed
@@ -39,6 +40,9 @@ class CheckConfig:
     every_step: bool = True
     npv_locks: int = 8
     depth: int = 3                 # PCT bug depth (--depth)
+    dpor: str = "source"           # DPOR flavour (--dpor)
+    preemptions: tuple[int, ...] | None = None   # bounds to run in turn; None: unbounded
+    max_executions: int | None = None            # DPOR: stop (not exhaustive) after this
 
 
 @dataclass(slots=True)
@@ -93,13 +97,17 @@ class ScenarioResult:
     coverage: dict[str, int]
     expected: str | None
     counterexample: RunRecord | None = None
+    exhaustive: bool = False
+    preemption_bound: int | None = None
+    sleep_blocked: int = 0
 
     def to_json(self) -> dict[str, object]:
         """The --json form (no wall time: output must be byte-identical across runs)."""
         out: dict[str, object] = {
             "scenario": self.scenario, "policy": self.policy, "strategy": self.strategy,
             "verdict": self.verdict, "executions": self.executions, "steps": self.steps,
-            "expected": self.expected,
+            "expected": self.expected, "exhaustive": self.exhaustive,
+            "preemption_bound": self.preemption_bound, "sleep_blocked": self.sleep_blocked,
             "coverage": dict(sorted(self.coverage.items())),
         }
         if self.counterexample is not None:
@@ -109,7 +117,8 @@ class ScenarioResult:
         return out
 
 
-STRATEGIES = ("random", "pct")
+STRATEGIES = ("random", "pct", "dpor")
+DPOR_FLAVOURS = ("source",)
 
 
 def make_strategy(name: str, seed: str, depth: int = 3, k: int = 2000) -> Strategy:
@@ -118,12 +127,69 @@ def make_strategy(name: str, seed: str, depth: int = 3, k: int = 2000) -> Strate
         return RandomStrategy(seed)
     if name == "pct":
         return PctStrategy(seed, depth, k)
+    if name == "dpor":
+        raise ValueError("dpor is an exploration, not a per-run strategy")
     raise ValueError(f"unknown strategy {name!r}; this version knows: {', '.join(STRATEGIES)}")
 
 
 def check_scenario(scenario: Scenario, cfg: CheckConfig,
                    progress: Callable[[int], None] | None = None) -> ScenarioResult:
-    """Run up to cfg.runs executions; stop at the first violation."""
+    """Check one scenario with the configured strategy (seeded runs, or DPOR)."""
+    if cfg.strategy == "dpor":
+        return check_scenario_dpor(scenario, cfg, progress)
+    return check_scenario_sampled(scenario, cfg, progress)
+
+
+def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
+                        progress: Callable[[int], None] | None = None) -> ScenarioResult:
+    """Explore the scenario with source-DPOR, for each preemption bound in turn
+    (iterative deepening) or unbounded; stop at the first violation."""
+    if cfg.dpor not in DPOR_FLAVOURS:
+        raise ValueError(f"unknown DPOR flavour {cfg.dpor!r}; this version knows: "
+                         f"{', '.join(DPOR_FLAVOURS)}")
+    t0 = time.perf_counter()
+    coverage: dict[str, int] = {}
+    runs: list[Coverage] = []
+
+    def make(rec: Hooks) -> Execution:
+        ex, cov, _ = build_execution(scenario, cfg.policy, rec, [rec],  # type: ignore[arg-type]
+                                     every_step=cfg.every_step, npv_locks=cfg.npv_locks)
+        runs.append(cov)
+        if progress is not None:
+            progress(1)
+        return ex
+    total = dpor.DporResult()
+    for bound in (cfg.preemptions if cfg.preemptions is not None else (None,)):
+        runs.clear()
+        r = dpor.explore(make, bound=bound, max_executions=cfg.max_executions)
+        total.executions += r.executions
+        total.sleep_blocked += r.sleep_blocked
+        total.steps += r.steps
+        total.exhaustive, total.preemption_bound = r.exhaustive, r.preemption_bound
+        for cov in runs:
+            for label in cov.labels:
+                coverage[label] = coverage.get(label, 0) + 1
+        if r.violation is not None:
+            total.violation = r.violation
+            break
+    ce = None
+    if total.violation is not None:
+        ce = RunRecord.from_outcome(
+            total.violation, scenario=scenario.name, policy=cfg.policy, strategy="dpor",
+            seed=None, version=__version__, scenario_path=scenario.source,
+            options={"npv_locks": cfg.npv_locks, "preemption_bound": total.preemption_bound})
+    return ScenarioResult(scenario.name, cfg.policy, "dpor",
+                          "pass" if ce is None else "violation", total.executions,
+                          total.steps, time.perf_counter() - t0, coverage,
+                          scenario.expect.get(cfg.policy), ce,
+                          exhaustive=total.exhaustive and ce is None,
+                          preemption_bound=total.preemption_bound,
+                          sleep_blocked=total.sleep_blocked)
+
+
+def check_scenario_sampled(scenario: Scenario, cfg: CheckConfig,
+                           progress: Callable[[int], None] | None = None) -> ScenarioResult:
+    """Run up to cfg.runs seeded executions; stop at the first violation."""
     t0 = time.perf_counter()
     coverage: dict[str, int] = {}
     steps = 0

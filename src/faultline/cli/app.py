@@ -164,11 +164,32 @@ def _policy(name: str) -> str:
 
 
 def _strategy(name: str) -> str:
-    try:
-        explore.make_strategy(name, "0")
-    except ValueError as e:
-        raise BadInput(str(e)) from None
+    if name not in explore.STRATEGIES:
+        raise BadInput(f"unknown strategy {name!r}; this version knows: "
+                       f"{', '.join(explore.STRATEGIES)}")
     return name
+
+
+def _dpor(name: str) -> str:
+    if name not in explore.DPOR_FLAVOURS:
+        raise BadInput(f"unknown DPOR flavour {name!r}; this version knows: "
+                       f"{', '.join(explore.DPOR_FLAVOURS)}")
+    return name
+
+
+def _preemptions(text: str | None) -> tuple[int, ...] | None:
+    """'K' -> (K,); 'A..B' -> (A, ..., B) for iterative deepening."""
+    if text is None:
+        return None
+    lo, sep, hi = text.partition("..")
+    try:
+        a, b = int(lo), int(hi if sep else lo)
+    except ValueError:
+        raise BadInput(f"--preemptions: expected K or A..B with integers, got {text!r}"
+                       ) from None
+    if a < 0 or b < a:
+        raise BadInput(f"--preemptions: expected 0 <= A <= B, got {text!r}")
+    return tuple(range(a, b + 1))
 
 
 def _schedule(text: str) -> list[int]:
@@ -371,8 +392,16 @@ def check(
     ] = False,
     policy: Annotated[str, typer.Option(help="Busy policy: xbusy or sbusy.")] = "sbusy",
     strategy: Annotated[str, typer.Option(
-        help="Exploration strategy: random (uniform) or pct (priority change points).")
+        help="Exploration strategy: random (uniform), pct (priority change points) or "
+             "dpor (systematic: one execution per Mazurkiewicz trace).")
     ] = "random",
+    dpor: Annotated[str, typer.Option("--dpor", help="DPOR flavour: source.")] = "source",
+    preemptions: Annotated[str | None, typer.Option(
+        help="DPOR preemption bound: K, or A..B for iterative deepening (default: none).")
+    ] = None,
+    max_executions: Annotated[int | None, typer.Option(
+        min=1, help="DPOR: stop after this many executions (the result is then not "
+                    "exhaustive).")] = None,
     depth: Annotated[int, typer.Option(min=1, help="PCT bug depth d (d-1 change points).")
                      ] = 3,
     runs: Annotated[int, typer.Option(min=1, help="Executions per scenario.")] = 500,
@@ -392,11 +421,16 @@ def check(
     out = _out()
     with _reported():
         cfg = CheckConfig(policy=_policy(policy), strategy=_strategy(strategy), runs=runs,
-                          seed=seed, every_step=every_step, depth=depth)
+                          seed=seed, every_step=every_step, depth=depth, dpor=_dpor(dpor),
+                          preemptions=_preemptions(preemptions),
+                          max_executions=max_executions)
         chosen = _select(names or [], everything)
         _writable(trace_out)
         if not json_out:
             pct = f" depth={cfg.depth}" if cfg.strategy == "pct" else ""
+            if cfg.strategy == "dpor":
+                pct = (f" dpor={cfg.dpor} preemptions={preemptions or 'unbounded'}"
+                       f" max_executions={cfg.max_executions or 'none'}")
             _say(out, f"faultline check: policy={cfg.policy} strategy={cfg.strategy}{pct} "
                       f"runs={cfg.runs} seed={cfg.seed} "
                       f"invariants={'step' if every_step else 'end'} "

@@ -157,8 +157,11 @@ def _rate(executions: int, seconds: float) -> str:
 def results_table(results: Sequence[ScenarioResult]) -> Table:
     """One row per scenario: verdict, expectation and throughput."""
     table = Table(header_style="bold")
+    systematic = any(r.strategy == "dpor" for r in results)
     for name in ("scenario", "policy", "verdict", "expected"):
         table.add_column(name, no_wrap=True)
+    if systematic:
+        table.add_column("explored", no_wrap=True)
     for name in ("executions", "steps", "seconds", "executions/s"):
         table.add_column(name, justify="right", no_wrap=True)
     for r in results:
@@ -166,10 +169,24 @@ def results_table(results: Sequence[ScenarioResult]) -> Table:
         exp = Text(r.expected or "-", style="" if is_expected(r) else "bold red")
         if not is_expected(r):
             exp.append(" (differs)")
+        extra = [explored(r)] if systematic else []
         table.add_row(Text(r.scenario), r.policy, Text(r.verdict, style=vstyle), exp,
-                      f"{r.executions:,}", f"{r.steps:,}", f"{r.seconds:.2f}",
+                      *extra, f"{r.executions:,}", f"{r.steps:,}", f"{r.seconds:.2f}",
                       _rate(r.executions, r.seconds))
     return table
+
+
+def explored(r: ScenarioResult) -> str:
+    """How much of the scenario's interleavings a result covers, in words."""
+    if r.strategy != "dpor":
+        return "sampled"
+    if r.verdict == "violation":
+        return "stopped at a violation"
+    if not r.exhaustive:
+        return "capped (not exhaustive)"
+    bound = "" if r.preemption_bound is None else f", <= {r.preemption_bound} preemptions"
+    blocked = f", {r.sleep_blocked} sleep-blocked" if r.sleep_blocked else ""
+    return f"every trace{bound}{blocked}"
 
 
 def total_line(results: Sequence[ScenarioResult], wall: float) -> str:
