@@ -24,10 +24,11 @@ def test_source_dpor_explores_every_trace(name: str) -> None:
     assert r.executions == bf.traces, (r.executions, bf.traces, r.sleep_blocked)
 
 
+@pytest.mark.parametrize("optimal", [False, True])
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
-def test_dpor_executions_are_pairwise_inequivalent(name: str) -> None:
+def test_dpor_executions_are_pairwise_inequivalent(name: str, optimal: bool) -> None:
     from faultline.check.validation import _Follow, trace_key
-    r = dpor(PROGRAMS[name], stop_on_violation=False, keep_schedules=True)
+    r = dpor(PROGRAMS[name], stop_on_violation=False, keep_schedules=True, optimal=optimal)
     keys = set()
     for sched in r.schedules:
         f = _Follow(sched)
@@ -36,10 +37,25 @@ def test_dpor_executions_are_pairwise_inequivalent(name: str) -> None:
     assert len(keys) == len(r.schedules)
 
 
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_optimal_dpor_explores_exactly_one_execution_per_trace(name: str) -> None:
+    bf = enumerate_all(PROGRAMS[name])
+    r = dpor(PROGRAMS[name], stop_on_violation=False, optimal=True)
+    assert r.exhaustive and r.violation is None
+    assert r.executions == bf.traces and r.sleep_blocked == 0
+
+
+def test_optimal_beats_source_where_sleep_sets_block() -> None:
+    src = dpor(PROGRAMS["lastzero-4"], stop_on_violation=False)
+    opt = dpor(PROGRAMS["lastzero-4"], stop_on_violation=False, optimal=True)
+    assert src.executions == opt.executions and src.sleep_blocked > 0 == opt.sleep_blocked
+
+
+@pytest.mark.parametrize("optimal", [False, True])
 @pytest.mark.parametrize("name", sorted(BUGGY))
-def test_every_seeded_bug_is_found(name: str) -> None:
+def test_every_seeded_bug_is_found(name: str, optimal: bool) -> None:
     assert enumerate_all(BUGGY[name]).violations > 0
-    r = dpor(BUGGY[name])
+    r = dpor(BUGGY[name], optimal=optimal)
     assert r.violation is not None and r.violation.violation is not None
     assert not r.exhaustive           # it stopped at the first violation
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faultline.check.dependency import Access, footprint, ordered, races
+from faultline.check.wakeup import Event, WutNode, insert, weak_initial
 from faultline.rt import ops
 from faultline.rt.execution import Execution, Hooks, Outcome, Thread
 
@@ -42,6 +43,8 @@ class Node:
     done: set[int] = field(default_factory=set)
     preemptions: int = 0                         # preemptions on the path before here
     last: int | None = None                      # thread of the step before this node
+    wut: list[WutNode] = field(default_factory=list)     # optimal: the wakeup tree
+    guide: list[WutNode] = field(default_factory=list)   # wut of the node below
 
 
 @dataclass(slots=True)
@@ -73,10 +76,12 @@ class _PathStrategy(Hooks):
 
     wants_footprints = True
 
-    def __init__(self, nodes: list[Node], prefix_len: int, bound: int | None) -> None:
+    def __init__(self, nodes: list[Node], prefix_len: int, bound: int | None,
+                 optimal: bool = False) -> None:
         self.nodes = nodes
         self.prefix_len = prefix_len
         self.bound = bound
+        self.optimal = optimal
         self.steps: list[Step] = []
         self.blocked = False
         self.serial: dict[int, int] = {}
@@ -113,17 +118,29 @@ class _PathStrategy(Hooks):
                 node.sleep = _next_sleep(prev) if self.bound is None else {}
                 node.last = prev.chosen
                 node.preemptions = prev.preemptions + _is_preemption(prev, prev.chosen)
+                node.wut = prev.guide if self.optimal else []
             self.nodes.append(node)
             tid = self._extend(node)
         return next(t for t in enabled if t.tid == tid)
 
     def _extend(self, node: Node) -> int:
+        # Optimal DPOR: follow the wakeup tree handed down, if its branch can run.
+        while node.wut:
+            first = node.wut[0]
+            if first.tid in node.enabled and first.tid not in node.sleep:
+                node.chosen, node.guide = first.tid, first.children
+                node.backtrack.add(first.tid)
+                return first.tid
+            node.wut.pop(0)
         order = sorted(node.enabled, key=lambda q: (q != node.last, q))   # prefer no switch
         for q in order:
             if q in node.sleep or not _within_bound(node, q, self.bound):
                 continue
             node.chosen = q
             node.backtrack.add(q)
+            if self.optimal:
+                node.wut = [WutNode(q, node.pending.get(q, ()))]
+                node.guide = node.wut[0].children
             return q
         self.blocked = True
         raise _SleepBlocked
@@ -267,16 +284,39 @@ def _add_free_switches(nodes: list[Node], i: int, threads: list[int], bound: int
                 nk.backtrack.add(q)
 
 
+def _add_wakeups(nodes: list[Node], steps: list[Step]) -> None:
+    """Optimal DPOR's race analysis: for each race (i, j) insert v = notdep(i).j into
+    the wakeup tree at node i, unless a thread asleep there is a weak initial of v (that
+    reversal was explored already)."""
+    clocks = _clocks(steps)
+    for i, j in _races(steps, clocks):
+        if i >= len(nodes):
+            continue
+        node = nodes[i]
+        v: list[Event] = [(steps[k].tid, steps[k].acc) for k in range(i + 1, j)
+                          if not _hb(clocks, steps, i, k)]
+        v.append((steps[j].tid, steps[j].acc))
+        sleepers = dict(node.sleep)
+        for q in node.done:
+            sleepers[q] = node.taken.get(q, node.pending.get(q, ()))
+        if any(weak_initial(v, q, f) for q, f in sleepers.items()):
+            continue
+        insert(node.wut, v)
+
+
 def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             max_executions: int | None = None, keep_schedules: bool = False,
-            stop_on_violation: bool = True) -> DporResult:
+            stop_on_violation: bool = True, optimal: bool = False) -> DporResult:
     """Explore the program `make` builds (a fresh Execution whose strategy and first
-    observer is the given path recorder) with source-DPOR and sleep sets."""
+    observer is the given path recorder) with source-DPOR and sleep sets, or with
+    optimal DPOR's wakeup trees (`optimal`; with a preemption bound the source
+    algorithm's conservative backtracking is used instead)."""
+    optimal = optimal and bound is None
     res = DporResult(preemption_bound=bound)
     nodes: list[Node] = []
     prefix_len = 0
     while True:
-        rec = _PathStrategy(nodes, prefix_len, bound)
+        rec = _PathStrategy(nodes, prefix_len, bound, optimal)
         ex = make(rec)
         try:
             outcome = ex.run()
@@ -298,13 +338,36 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
                 if stop_on_violation:
                     res.exhaustive = False
                     return res
-        _add_backtracks(nodes, rec.steps + pending, bound)
-        prefix_len = _next_prefix(nodes, bound)
+        if optimal:
+            _add_wakeups(nodes, rec.steps + pending)
+            prefix_len = _next_branch(nodes)
+        else:
+            _add_backtracks(nodes, rec.steps + pending, bound)
+            prefix_len = _next_prefix(nodes, bound)
         if prefix_len < 0:
             return res
         if max_executions is not None and res.executions >= max_executions:
             res.exhaustive = False
             return res
+
+
+def _next_branch(nodes: list[Node]) -> int:
+    """Optimal DPOR: drop the explored branch at the deepest node (its thread goes to
+    sleep there) and take the next branch of that node's wakeup tree; pop exhausted
+    nodes.  Returns the new path length, or -1 when everything is explored."""
+    while nodes:
+        node = nodes[-1]
+        node.done.add(node.chosen)
+        if node.wut and node.wut[0].tid == node.chosen:
+            node.wut.pop(0)
+        while node.wut:
+            first = node.wut[0]
+            if first.tid in node.enabled and first.tid not in node.done:
+                node.chosen, node.guide = first.tid, first.children
+                return len(nodes)
+            node.wut.pop(0)
+        nodes.pop()
+    return -1
 
 
 def _next_prefix(nodes: list[Node], bound: int | None) -> int:

@@ -40,7 +40,7 @@ class CheckConfig:
     every_step: bool = True
     npv_locks: int = 8
     depth: int = 3                 # PCT bug depth (--depth)
-    dpor: str = "source"           # DPOR flavour (--dpor)
+    dpor: str = "optimal"          # DPOR flavour (--dpor): optimal or source
     preemptions: tuple[int, ...] | None = None   # bounds to run in turn; None: unbounded
     max_executions: int | None = None            # DPOR: stop (not exhaustive) after this
 
@@ -118,7 +118,7 @@ class ScenarioResult:
 
 
 STRATEGIES = ("random", "pct", "dpor")
-DPOR_FLAVOURS = ("source",)
+DPOR_FLAVOURS = ("optimal", "source")
 
 
 def make_strategy(name: str, seed: str, depth: int = 3, k: int = 2000) -> Strategy:
@@ -142,8 +142,8 @@ def check_scenario(scenario: Scenario, cfg: CheckConfig,
 
 def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
                         progress: Callable[[int], None] | None = None) -> ScenarioResult:
-    """Explore the scenario with source-DPOR, for each preemption bound in turn
-    (iterative deepening) or unbounded; stop at the first violation."""
+    """Explore the scenario with optimal or source DPOR, for each preemption bound in
+    turn (iterative deepening) or unbounded; stop at the first violation."""
     if cfg.dpor not in DPOR_FLAVOURS:
         raise ValueError(f"unknown DPOR flavour {cfg.dpor!r}; this version knows: "
                          f"{', '.join(DPOR_FLAVOURS)}")
@@ -161,7 +161,8 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
     total = dpor.DporResult()
     for bound in (cfg.preemptions if cfg.preemptions is not None else (None,)):
         runs.clear()
-        r = dpor.explore(make, bound=bound, max_executions=cfg.max_executions)
+        r = dpor.explore(make, bound=bound, max_executions=cfg.max_executions,
+                         optimal=cfg.dpor == "optimal")
         total.executions += r.executions
         total.sleep_blocked += r.sleep_blocked
         total.steps += r.steps

@@ -174,6 +174,7 @@ PROGRAMS: dict[str, Program] = {
     "writers-3": writers(3),
     "lastzero-2": lastzero(2),
     "lastzero-3": lastzero(3),
+    "lastzero-4": lastzero(4),
     "indexer-3": indexer(3, 4),
     "readers-writer-3": readers_writer(3),
     "locked-increments-3": locked_increments(3),

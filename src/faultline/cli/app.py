@@ -395,7 +395,9 @@ def check(
         help="Exploration strategy: random (uniform), pct (priority change points) or "
              "dpor (systematic: one execution per Mazurkiewicz trace).")
     ] = "random",
-    dpor: Annotated[str, typer.Option("--dpor", help="DPOR flavour: source.")] = "source",
+    dpor: Annotated[str, typer.Option(
+        "--dpor", help="DPOR flavour: optimal (wakeup trees) or source (sleep sets).")
+    ] = "optimal",
     preemptions: Annotated[str | None, typer.Option(
         help="DPOR preemption bound: K, or A..B for iterative deepening (default: none).")
     ] = None,
