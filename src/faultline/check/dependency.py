@@ -25,8 +25,9 @@ from __future__ import annotations
 from typing import Any
 
 from faultline.rt import ops
+from faultline.rt.context import key_of
 
-Access = tuple[int, str]          # (id of the object, access kind)
+Access = tuple[Any, str]          # (stable key of the object, access kind)
 
 _INDEPENDENT = {("acq-s", "acq-s"), ("rel-s", "rel-s"), ("rel-s", "acq-s"),
                 ("acq-s", "rel-s"), ("r", "r"), ("trys", "trys"), ("sunbusy", "sunbusy"),
@@ -40,26 +41,26 @@ def footprint(op: ops.Op | None, tid: int = -1) -> tuple[Access, ...]:
     exclusive according to what `tid` holds); empty for ops touching nothing shared."""
     match op:
         case ops.Release(lock=lk):
-            return ((id(lk), "rel-" + (lk.held_by(tid) or "x")),)
+            return ((key_of(lk), "rel-" + (lk.held_by(tid) or "x")),)
         case ops.Acquire(lock=lk, mode=m, try_=tr):
-            return ((id(lk), ("try-" if tr else "acq-") + m),)
+            return ((key_of(lk), ("try-" if tr else "acq-") + m),)
         case ops.Upgrade(lock=lk):
-            return ((id(lk), "upg"),)
+            return ((key_of(lk), "upg"),)
         case ops.Downgrade(lock=lk):
-            return ((id(lk), "dgr"),)
+            return ((key_of(lk), "dgr"),)
         case ops.Busy(word=w, action=a, gate=g):
-            acc: tuple[Access, ...] = ((id(w), a),)
-            return acc + (((id(g), "r"),) if g is not None else ())
+            acc: tuple[Access, ...] = ((key_of(w), a),)
+            return acc + (((key_of(g), "r"),) if g is not None else ())
         case ops.Sleep(chan=c, interlock=il):
-            acc = ((id(c), "sleep"),)
-            return acc + (((id(il), "rel-" + (il.held_by(tid) or "x")),) if il is not None
+            acc = ((key_of(c), "sleep"),)
+            return acc + (((key_of(il), "rel-" + (il.held_by(tid) or "x")),) if il is not None
                           else ())
         case ops.Resume(chan=c):
-            return ((id(c), "resume"),)
+            return ((key_of(c), "resume"),)
         case ops.Wakeup(chan=c):
-            return ((id(c), "wake"),)
+            return ((key_of(c), "wake"),)
         case ops.Atomic(obj=o, write=w):
-            return ((id(o), "w" if w else "r"),)
+            return ((key_of(o), "w" if w else "r"),)
     return ()
 
 

@@ -93,10 +93,12 @@ class _PathStrategy(Hooks):
         name a sleeper used from there (conservative, hence sound)."""
         out = []
         for k, x in acc:
-            s = self.serial.get(k)
-            if s is None:
-                s = self.serial[k] = len(self.serial)
-            out.append((s, x))
+            if type(k) is int:          # an id(): objects without a stable fl_key
+                s = self.serial.get(k)
+                if s is None:
+                    s = self.serial[k] = len(self.serial)
+                k = ("seen", s)
+            out.append((k, x))
         return tuple(out)
 
     def choose(self, ex: Execution, enabled: Sequence[Thread]) -> Thread:
@@ -150,6 +152,10 @@ class _PathStrategy(Hooks):
         node = self.nodes[len(self.steps)]
         acc = node.pending.get(t.tid, ()) + self.stable(dict.fromkeys(ex.last_footprint))
         node.taken[t.tid] = acc
+        if self.optimal and node.wut and node.wut[0].tid == t.tid:
+            # The branch being explored is known by its real footprint only now (the
+            # model writes its step made); insert() must judge races against that.
+            node.wut[0].acc = acc
         self.steps.append(Step(t.tid, acc, spawned))
 
 

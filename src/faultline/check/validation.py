@@ -35,6 +35,11 @@ class Cell:
     def __repr__(self) -> str:
         return self.name
 
+    @property
+    def fl_key(self) -> tuple[str, str]:
+        """Stable name for partial-order reduction."""
+        return ("cell", self.name)
+
 
 async def load(c: Cell) -> int:
     """A racy read."""

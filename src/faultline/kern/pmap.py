@@ -38,7 +38,7 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 
 
 @dataclass(slots=True)
-class Pte(Tracked):
+class Pte:
     """A page-table entry: the page, PG_RW, PG_W (wired)."""
 
     page: VmPage
@@ -57,6 +57,11 @@ class Pmap(Tracked):
 
     def __repr__(self) -> str:
         return f"pmap({self.name})"
+
+    @property
+    def fl_key(self) -> tuple[str, str]:
+        """Stable name for partial-order reduction."""
+        return ("pmap", self.name)
 
 
 def pmap_create(vm: Vm, name: str) -> Pmap:
@@ -119,6 +124,7 @@ async def pmap_enter(pm: Pmap, va: int, m: VmPage, writable: bool, wired: bool,
     pv = await _pv_lock_change(vm, pv, m)
     cur = pm.ptes.get(va)
     if cur is not None:                 # same page: update protection and wiring in place
+        touch(pm)
         cur.writable, cur.wired = writable, wired or cur.wired
         if writable:
             m.writeable = True
@@ -174,6 +180,7 @@ async def pmap_protect(pm: Pmap, sva: int, eva: int, prot: int) -> None:
     if prot & 2:                          # VM_PROT_WRITE: nothing to reduce
         return
     await mtx_lock(pm.lock)
+    touch(pm)
     for va in sorted(v for v in pm.ptes if sva <= v < eva):
         pm.ptes[va].writable = False
     await mtx_unlock(pm.lock)
@@ -203,6 +210,7 @@ async def pmap_copy(dst: Pmap, src: Pmap, sva: int, eva: int) -> None:
 async def pmap_unwire(pm: Pmap, sva: int, eva: int) -> None:
     """pmap_unwire: clear PG_W in [sva, eva)."""
     await mtx_lock(pm.lock)
+    touch(pm)
     for va in sorted(v for v in pm.ptes if sva <= v < eva):
         pm.ptes[va].wired = False
     await mtx_unlock(pm.lock)
@@ -230,7 +238,6 @@ async def pmap_user_access(pm: Pmap, va: int, write: bool, value: int) -> tuple[
         pte = pm.ptes.get(va & ~(PAGE_SIZE - 1))
         if pte is None:
             return False, 0
-        touch(pte, False)
         if write and not pte.writable:
             return False, 0
         m = pte.page

@@ -58,6 +58,11 @@ class Proc(Tracked):
     def __repr__(self) -> str:
         return self.name
 
+    @property
+    def fl_key(self) -> tuple[str, str]:
+        """Stable name for partial-order reduction."""
+        return ("proc", self.name)
+
 
 def proc_create(vm: Vm, name: str) -> Proc:
     """A process with an empty vmspace (the scenario's starting processes)."""

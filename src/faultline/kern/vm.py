@@ -60,6 +60,11 @@ class Vm:
         """PHYS_TO_PV_LIST_LOCK: pv locks hashed by 2 MiB frame of the physical address."""
         return self.pv_list_locks[(m.phys >> NPDEPG_SHIFT) % self.npv_locks]
 
+    def serial(self) -> int:
+        """A fresh allocation number (map entries' stable names)."""
+        self.counters["serial"] = n = self.counters.get("serial", 0) + 1
+        return n
+
     def count(self, what: str) -> None:
         """A VM counter (v_cow_faults, v_cow_optim, object_collapses, ...)."""
         self.counters[what] = self.counters.get(what, 0) + 1

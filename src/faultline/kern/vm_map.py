@@ -86,6 +86,12 @@ class VmMapEntry(Tracked):
     wired_count: int = locked_by("L", 0)
     wiring_thread: int | None = locked_by("L")
     wired_pages: list[VmPage] = locked_by("L", factory=list)   # see docs/model.md
+    eid: int = locked_by("C", 0)                                  # allocation number
+
+    @property
+    def fl_key(self) -> tuple[str, int]:
+        """Stable name for partial-order reduction (allocation order)."""
+        return ("entry", self.eid)
 
     def __repr__(self) -> str:
         return f"entry[{self.start:#x}-{self.end:#x}]"
@@ -109,6 +115,11 @@ class VmMap(Tracked):
 
     def __repr__(self) -> str:
         return f"map({self.name})"
+
+    @property
+    def fl_key(self) -> tuple[str, str]:
+        """Stable name for partial-order reduction."""
+        return ("map", self.name)
 
 
 def vmspace_alloc(vm: Vm, name: str) -> VmMap:
@@ -195,7 +206,8 @@ def vm_map_insert(m: VmMap, obj: VmObject | None, offset: int, start: int, end: 
     kassert(all(e.end <= start or e.start >= end for e in m.entries),
             f"vm_map_insert: {start:#x}-{end:#x} overlaps in {m}")
     e = VmMapEntry(start=start, end=end, object=obj, offset=offset, protection=prot,
-                   max_protection=maxprot, inheritance=inheritance, eflags=eflags)
+                   max_protection=maxprot, inheritance=inheritance, eflags=eflags,
+                   eid=m.vm.serial())
     touch(m)
     m.entries.append(e)
     m.entries.sort(key=lambda x: x.start)
@@ -222,7 +234,7 @@ async def _clip_at(m: VmMap, e: VmMapEntry, cut: int) -> None:
                       offset=e.offset + (cut - e.start) // PAGE_SIZE,
                       protection=e.protection, max_protection=e.max_protection,
                       inheritance=e.inheritance, eflags=e.eflags,
-                      wired_count=e.wired_count)
+                      wired_count=e.wired_count, eid=m.vm.serial())
     if e.object is not None:
         await vm_object_reference(e.object)
     e.end = cut

@@ -89,6 +89,11 @@ class VmObject(Tracked):
     def __repr__(self) -> str:
         return self.name or f"obj{self.oid}"
 
+    @property
+    def fl_key(self) -> tuple[str, int]:
+        """Stable name for partial-order reduction (allocation order)."""
+        return ("object", self.oid)
+
 
 def _new_object(vm: Vm, otype: str, size: int, flags: ObjFlag, handle: Any,
                 name: str = "") -> VmObject:

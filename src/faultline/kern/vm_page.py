@@ -56,6 +56,11 @@ class VmPage(Tracked):
         return f"page{self.index}"
 
     @property
+    def fl_key(self) -> tuple[str, int]:
+        """Stable name for partial-order reduction (allocation order)."""
+        return ("page", self.index)
+
+    @property
     def pa(self) -> int:
         """Physical address (4 KiB frames)."""
         return self.phys << 12

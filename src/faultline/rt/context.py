@@ -26,8 +26,16 @@ def curtid() -> int:
 
 # Footprint recording (partial-order reduction): while a step runs under an explorer
 # that asked for footprints, every write to a tracked model object and every explicit
-# touch() lands here as (id(object), "w" or "r").  None when nobody records.
-footprint_log: list[tuple[int, str]] | None = None
+# touch() lands here as (key_of(object), "w" or "r").  None when nobody records.
+footprint_log: list[tuple[Any, str]] | None = None
+
+
+def key_of(obj: Any) -> Any:
+    """A name for `obj` that is the same in every re-execution of the same schedule
+    prefix: its `fl_key` (built from allocation numbers and labels), else its id()
+    (only stable within one run; explorers stabilise those themselves)."""
+    k = getattr(obj, "fl_key", None)
+    return k if k is not None else id(obj)
 
 
 def touch(obj: Any, write: bool = True) -> None:
@@ -35,7 +43,7 @@ def touch(obj: Any, write: bool = True) -> None:
     read inside an atomic op of an object other than the op's own)."""
     log = footprint_log
     if log is not None:
-        log.append((id(obj), "w" if write else "r"))
+        log.append((key_of(obj), "w" if write else "r"))
 
 
 class Tracked:
@@ -46,5 +54,5 @@ class Tracked:
     def __setattr__(self, name: str, value: Any) -> None:
         log = footprint_log
         if log is not None:
-            log.append((id(self), "w"))
+            log.append((key_of(self), "w"))
         object.__setattr__(self, name, value)

@@ -57,6 +57,11 @@ class Lock:
     def __repr__(self) -> str:
         return self.label
 
+    @property
+    def fl_key(self) -> tuple[str, str]:
+        """Stable name for partial-order reduction."""
+        return ("lock", self.label)
+
     # -- transitions, called by the driver only
     def can_acquire(self, tid: int, mode: str) -> bool:
         """Whether `tid` could take the lock in `mode` right now."""
@@ -191,6 +196,11 @@ class BusyWord:
     def __repr__(self) -> str:
         return self.label
 
+    @property
+    def fl_key(self) -> tuple[str, str]:
+        """Stable name for partial-order reduction."""
+        return ("busy", self.label)
+
     def busied(self) -> bool:
         """vm_page_busied."""
         return self.xowner is not None or self.shares > 0 or self.freed
@@ -298,6 +308,11 @@ class BlockCount:
     def __repr__(self) -> str:
         return self.label
 
+    @property
+    def fl_key(self) -> tuple[str, str]:
+        """Stable name for partial-order reduction."""
+        return ("blockcount", self.label)
+
 
 async def blockcount_acquire(bc: BlockCount, n: int = 1) -> None:
     """blockcount_acquire: count += n (callers hold the lock that orders it)."""
@@ -340,6 +355,11 @@ class Flag:
 
     def __repr__(self) -> str:
         return self.label
+
+    @property
+    def fl_key(self) -> tuple[str, str]:
+        """Stable name for partial-order reduction."""
+        return ("flag", self.label)
 
 
 async def flag_post(f: Flag) -> None:

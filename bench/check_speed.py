@@ -1,0 +1,119 @@
+"""How fast faultline explores, measured side by side in one process.
+
+Prints, for a few catalog scenarios and for the DPOR validation suite: steps/s and
+executions/s of random sampling, source DPOR and optimal DPOR; executions explored per
+Mazurkiewicz trace (validation suite, traces counted by brute force); and the ratio of
+faultline's steps/s to a bare coroutine-stepping loop timed in the same run.
+
+    python bench/check_speed.py            # about a minute on 2 cores
+    python bench/check_speed.py --quick    # fewer runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import types
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from faultline.check import dpor
+from faultline.check.explore import CheckConfig, build_execution, check_scenario
+from faultline.check.validation import PROGRAMS, enumerate_all, execution
+from faultline.scenario.loader import load_scenario
+
+SCENARIOS = ("rw-race-shadow", "shared-shadow-inval", "wire-vs-fault", "cow-vs-collapse")
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+@types.coroutine
+def _yield_once() -> Generator[int, None, None]:
+    yield 0
+
+
+def bare_loop(steps: int) -> float:
+    """Steps per second of the simplest possible driver: send into a coroutine that
+    awaits a one-yield trap in a loop (no ops, no scheduling, no checks)."""
+    async def worker() -> None:
+        for _ in range(steps):
+            await _yield_once()
+    coro = worker()
+    t0 = time.perf_counter()
+    try:
+        while True:
+            coro.send(None)
+    except StopIteration:
+        pass
+    return steps / (time.perf_counter() - t0)
+
+
+def row(name: str, how: str, execs: int, steps: int, secs: float, extra: str = "") -> None:
+    print(f"{name:34s} {how:16s} {execs:8d} {steps:10d} {secs:8.2f} "
+          f"{execs / secs:10.0f} {steps / secs:10.0f}  {extra}")
+
+
+def header() -> None:
+    print(f"{'':34s} {'strategy':16s} {'execs':>8s} {'steps':>10s} {'seconds':>8s} "
+          f"{'execs/s':>10s} {'steps/s':>10s}")
+
+
+def bench_catalog(runs: int, cap: int) -> list[float]:
+    rates = []
+    for name in SCENARIOS:
+        s = load_scenario(name)
+        r, secs = timed(lambda s=s: check_scenario(s, CheckConfig(runs=runs)))
+        row(name, "random", r.executions, r.steps, secs)
+        rates.append(r.steps / secs)
+        for flavour in ("source", "optimal"):
+            res, secs = timed(lambda s=s, f=flavour: dpor.explore(
+                lambda rec: build_execution(s, "sbusy", rec, [rec])[0],
+                max_executions=cap, optimal=f == "optimal"))
+            note = "exhaustive" if res.exhaustive else f"capped at {cap}"
+            row(name, f"dpor {flavour}", res.executions, res.steps, secs,
+                f"{note}, {res.sleep_blocked} sleep-blocked")
+            rates.append(res.steps / secs)
+    return rates
+
+
+def bench_validation() -> list[float]:
+    rates = []
+    for name, prog in PROGRAMS.items():
+        traces = enumerate_all(prog).traces
+        for flavour in ("source", "optimal"):
+            res, secs = timed(lambda p=prog, f=flavour: dpor.explore(
+                lambda rec: execution(p, rec, [rec]), stop_on_violation=False,
+                optimal=f == "optimal"))
+            total = res.executions + res.sleep_blocked
+            row(name, f"dpor {flavour}", res.executions, res.steps, max(secs, 1e-9),
+                f"traces {traces}, explored/traces {total / traces:.2f}")
+            rates.append(res.steps / max(secs, 1e-9))
+    return rates
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer runs and a lower DPOR cap")
+    args = ap.parse_args()
+    runs, cap = (50, 200) if args.quick else (300, 1500)
+    bare = bare_loop(1_000_000)
+    print(f"bare coroutine-stepping loop: {bare:,.0f} steps/s\n")
+    header()
+    cat = bench_catalog(runs, cap)
+    print()
+    header()
+    bench_validation()
+    mean = sum(cat) / len(cat)
+    print(f"\ncatalog mean steps/s {mean:,.0f} = {100 * mean / bare:.1f}% of the bare loop")
+
+
+if __name__ == "__main__":
+    main()
