@@ -94,3 +94,22 @@ def test_dpor_finds_the_mutant_within_two_preemptions(policy: str, scenario: str
     again = replay(s, r.counterexample)
     assert again.outcome.violation is not None
     assert again.outcome.violation.message == r.counterexample.violation["message"]
+
+
+@pytest.mark.parametrize(("policy", "scenario"), [
+    ("test-rename-sbusied", "cow-rename"),
+    ("test-sbusy-writable", "rw-race-top"),
+])
+def test_counterexamples_are_shrunk_to_few_preemptions(policy: str, scenario: str) -> None:
+    from faultline.check.explore import replay
+    s = load_scenario(scenario)
+    r = check_scenario(s, CheckConfig(policy=policy, runs=500))
+    ce = r.counterexample
+    assert ce is not None and ce.violation is not None
+    assert ce.options["preemptions"] <= 1 < ce.options["shrunk_from_preemptions"]
+    again = replay(s, ce)
+    assert again.outcome.violation is not None
+    assert again.outcome.violation.kind == ce.violation["kind"]
+    raw = check_scenario(s, CheckConfig(policy=policy, runs=500, shrink=False))
+    assert raw.counterexample is not None
+    assert "preemptions" not in raw.counterexample.options

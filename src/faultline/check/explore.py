@@ -18,6 +18,7 @@ from faultline import __version__
 from faultline.check import dpor
 from faultline.check.coverage import Coverage
 from faultline.check.invariants import StructureChecker, explain_va
+from faultline.check.shrink import shrink as shrink_schedule
 from faultline.check.strategies import PctStrategy, RandomStrategy, ReplayStrategy, run_seed
 from faultline.kern.vm_map import NotModelled
 from faultline.rt.execution import Execution, Hooks, Outcome, Strategy
@@ -43,6 +44,7 @@ class CheckConfig:
     dpor: str = "optimal"          # DPOR flavour (--dpor): optimal or source
     preemptions: tuple[int, ...] | None = None   # bounds to run in turn; None: unbounded
     max_executions: int | None = None            # DPOR: stop (not exhaustive) after this
+    shrink: bool = True            # minimise counterexamples (--no-shrink)
 
 
 @dataclass(slots=True)
@@ -175,10 +177,8 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
             break
     ce = None
     if total.violation is not None:
-        ce = RunRecord.from_outcome(
-            total.violation, scenario=scenario.name, policy=cfg.policy, strategy="dpor",
-            seed=None, version=__version__, scenario_path=scenario.source,
-            options={"npv_locks": cfg.npv_locks, "preemption_bound": total.preemption_bound})
+        ce = minimise(scenario, cfg, total.violation, strategy="dpor", seed=None,
+                      options={"preemption_bound": total.preemption_bound})
     return ScenarioResult(scenario.name, cfg.policy, "dpor",
                           "pass" if ce is None else "violation", total.executions,
                           total.steps, time.perf_counter() - t0, coverage,
@@ -208,16 +208,59 @@ def check_scenario_sampled(scenario: Scenario, cfg: CheckConfig,
         if progress is not None:
             progress(1)
         if res.outcome.violation is not None:
-            ce = RunRecord.from_outcome(
-                res.outcome, scenario=scenario.name, policy=cfg.policy,
-                strategy=cfg.strategy, seed=None, version=__version__,
-                scenario_path=scenario.source, options={"run_seed": seed,
-                                                        "npv_locks": cfg.npv_locks})
+            ce = minimise(scenario, cfg, res.outcome, strategy=cfg.strategy, seed=None,
+                          options={"run_seed": seed})
             break
     verdict = "pass" if ce is None else "violation"
     return ScenarioResult(scenario.name, cfg.policy, cfg.strategy, verdict, done, steps,
                           time.perf_counter() - t0, coverage,
                           scenario.expect.get(cfg.policy), ce)
+
+
+def minimise(scenario: Scenario, cfg: CheckConfig, outcome: Outcome,
+             **kw: object) -> RunRecord:
+    """The counterexample record for `outcome`, shrunk unless cfg.shrink is off."""
+    options: dict[str, object] = {"npv_locks": cfg.npv_locks}
+    if cfg.shrink and outcome.violation is not None:
+        def run(strategy: object) -> Outcome:
+            ex, _, _ = build_execution(scenario, cfg.policy, strategy, [],  # type: ignore[arg-type]
+                                       every_step=cfg.every_step, npv_locks=cfg.npv_locks)
+            return ex.run()
+        kind = outcome.violation.kind
+        s = shrink_schedule(run, outcome.schedule, kind)
+        if s.preemptions > 1:
+            # A bounded systematic search often finds a far simpler witness.
+            low = _low_preemption_witness(scenario, cfg, kind, s.preemptions - 1)
+            if low is not None:
+                alt = shrink_schedule(run, low.schedule, kind)
+                if (alt.preemptions, alt.outcome.steps) < (s.preemptions, s.outcome.steps):
+                    alt.original_steps = s.original_steps
+                    alt.original_preemptions = s.original_preemptions
+                    alt.tried += s.tried
+                    s = alt
+        options.update(shrunk_from_steps=s.original_steps,
+                       shrunk_from_preemptions=s.original_preemptions,
+                       preemptions=s.preemptions, shrink_runs=s.tried)
+        outcome = s.outcome
+    options.update(kw.pop("options", {}))  # type: ignore[arg-type]
+    return RunRecord.from_outcome(outcome, scenario=scenario.name, policy=cfg.policy,
+                                  version=__version__, scenario_path=scenario.source,
+                                  options=options, **kw)  # type: ignore[arg-type]
+
+
+def _low_preemption_witness(scenario: Scenario, cfg: CheckConfig, kind: str,
+                            max_bound: int, budget: int = 300) -> Outcome | None:
+    """A violation of `kind` reached with at most `max_bound` (and at most 2)
+    preemptions by bounded DPOR, trying bounds in increasing order, or None."""
+    def make(rec: Hooks) -> Execution:
+        return build_execution(scenario, cfg.policy, rec, [rec],  # type: ignore[arg-type]
+                               every_step=cfg.every_step, npv_locks=cfg.npv_locks)[0]
+    for bound in range(min(max_bound, 2) + 1):
+        r = dpor.explore(make, bound=bound, max_executions=budget)
+        if r.violation is not None and r.violation.violation is not None \
+                and r.violation.violation.kind == kind:
+            return r.violation
+    return None
 
 
 def replay(scenario: Scenario, record: RunRecord, every_step: bool = True) -> RunResult:

@@ -418,6 +418,9 @@ def check(
         "--full", help="Show the whole counterexample, setup included.")] = False,
     coverage: Annotated[bool, typer.Option(
         "--coverage", help="Also show which model paths each scenario reached.")] = False,
+    shrink: Annotated[bool, typer.Option(
+        "--shrink/--no-shrink",
+        help="Minimise a counterexample: fewest preemptions, then fewest steps.")] = True,
 ) -> None:
     """Check scenarios: run seeded executions and look for a violated property."""
     out = _out()
@@ -425,7 +428,7 @@ def check(
         cfg = CheckConfig(policy=_policy(policy), strategy=_strategy(strategy), runs=runs,
                           seed=seed, every_step=every_step, depth=depth, dpor=_dpor(dpor),
                           preemptions=_preemptions(preemptions),
-                          max_executions=max_executions)
+                          max_executions=max_executions, shrink=shrink)
         chosen = _select(names or [], everything)
         _writable(trace_out)
         if not json_out:
