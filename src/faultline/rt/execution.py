@@ -64,7 +64,7 @@ class Thread:
     wchan: Any = None
     wmesg: str = ""
     steps: int = 0
-    paused: bool = False      # after pause(): runs again only once another thread has
+    pause_waits: set[int] = field(default_factory=set)   # pause(): who must run first
 
     def __repr__(self) -> str:
         return self.name
@@ -178,8 +178,15 @@ class Execution:
     def enabled(self) -> list[Thread]:
         """Threads that may take the next step, in tid order (paused ones only when no
         other thread can run)."""
-        en = [t for t in self.threads if not t.done and self._can_perform(t)]
-        return [t for t in en if not t.paused] or en
+        return self._awake([t for t in self.threads if not t.done and self._can_perform(t)])
+
+    @staticmethod
+    def _awake(enabled: list[Thread]) -> list[Thread]:
+        # pause() sleeps a tick: every thread that could run when it paused runs first
+        # (round-robin fairness, so two spinners cannot starve the thread they wait on).
+        ids = {t.tid for t in enabled}
+        awake = [t for t in enabled if not t.pause_waits & ids]
+        return awake or enabled
 
     def run(self) -> Outcome:
         """Step until every thread is done or a violation ends the run."""
@@ -189,11 +196,7 @@ class Execution:
                 live = [t for t in self.threads if not t.done]
                 if not live:
                     break
-                enabled = [t for t in live if self._can_perform(t)]
-                # pause() sleeps a tick: a paused thread yields to any other runnable one.
-                awake = [t for t in enabled if not t.paused]
-                if awake:
-                    enabled = awake
+                enabled = self._awake([t for t in live if self._can_perform(t)])
                 if not enabled:
                     raise Violation("deadlock", self.describe_deadlock(live))
                 if self.steps >= self.step_bound:
@@ -225,10 +228,11 @@ class Execution:
         self.schedule.append(t.tid)
         self.steps += 1
         t.steps += 1
-        if not t.paused:
-            for other in self.threads:
-                other.paused = False
-        t.paused = type(op) is ops.Pause
+        for other in self.threads:
+            other.pause_waits.discard(t.tid)
+        if type(op) is ops.Pause:
+            t.pause_waits = {o.tid for o in self.threads if o is not t and not o.done
+                             and self._can_perform(o)}
         self.current = context.current = t
         if self._footprints:
             self.last_footprint = context.footprint_log = []
