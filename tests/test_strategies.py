@@ -50,3 +50,21 @@ def test_pause_yields_to_the_thread_it_waits_for() -> None:
     ex.spawn("poster", "p", flag_post(flag))
     out = ex.run()
     assert out.violation is None, out.violation
+
+
+def test_two_spinners_cannot_starve_the_thread_they_wait_for() -> None:
+    """Regression: with "yield to any other runnable thread", two pause() spinners
+    yielded only to each other and DPOR reported a livelock in cow-rename (two faults
+    restarting on a dead object while the exiting thread that collapses it never ran)."""
+    flag = Flag("f")
+
+    async def spinner() -> None:
+        while not flag.posted:
+            await ops.pause("vmf_de")
+
+    ex = Execution(Greedy(), [], step_bound=200)
+    ex.spawn("s1", "p", spinner())
+    ex.spawn("s2", "p", spinner())
+    ex.spawn("poster", "p", flag_post(flag))
+    out = ex.run()
+    assert out.violation is None, out.violation
