@@ -44,6 +44,7 @@ from rich.text import Text
 from faultline import __version__
 from faultline.check import explore
 from faultline.check.explore import CheckConfig, RunResult, ScenarioResult
+from faultline.check.parallel import check_many
 from faultline.kern.policy import POLICIES
 from faultline.kern.vm_map import NotModelled
 from faultline.report.tables import (
@@ -316,14 +317,20 @@ def show(
 
 # ---------------------------------------------------------------- command: check
 
-def _run_checks(chosen: Sequence[Scenario], cfg: CheckConfig,
-                show_progress: bool) -> tuple[list[ScenarioResult], float]:
-    """check_scenario on each scenario, in order; also the wall time taken."""
+_CORES = max(1, os.cpu_count() or 1)
+
+
+def _run_checks(chosen: Sequence[Scenario], cfg: CheckConfig, show_progress: bool,
+                jobs: int = 1) -> tuple[list[ScenarioResult], float]:
+    """Check each scenario, in order (on `jobs` worker processes); also the wall time."""
     t0 = time.perf_counter()
     bar = _LazyProgress(cfg.runs * len(chosen), show_progress)
     results: list[ScenarioResult] = []
     try:
-        for i, s in enumerate(chosen):
+        if jobs > 1:
+            bar.describe("all scenarios")
+            results = check_many(chosen, cfg, jobs, progress=bar.advance)
+        for i, s in enumerate(chosen if jobs <= 1 else ()):
             bar.describe(s.name)
             results.append(explore.check_scenario(s, cfg, progress=bar.advance))
             bar.reach((i + 1) * cfg.runs)
@@ -418,6 +425,9 @@ def check(
         "--full", help="Show the whole counterexample, setup included.")] = False,
     coverage: Annotated[bool, typer.Option(
         "--coverage", help="Also show which model paths each scenario reached.")] = False,
+    jobs: Annotated[int, typer.Option(
+        min=1, help="Worker processes (default: one per core); results do not depend "
+                    "on it.")] = _CORES,
     shrink: Annotated[bool, typer.Option(
         "--shrink/--no-shrink",
         help="Minimise a counterexample: fewest preemptions, then fewest steps.")] = True,
@@ -440,7 +450,7 @@ def check(
                       f"runs={cfg.runs} seed={cfg.seed} "
                       f"invariants={'step' if every_step else 'end'} "
                       f"scenarios={','.join(s.name for s in chosen)}")
-        results, wall = _run_checks(chosen, cfg, show_progress=not json_out)
+        results, wall = _run_checks(chosen, cfg, show_progress=not json_out, jobs=jobs)
         _after_check(out, chosen, results, wall, cfg, json_out, trace_out, full)
         if coverage and not json_out:
             out.print(coverage_table(chosen, results))

@@ -42,6 +42,9 @@ class Violation(Exception):
         self.message = message
         self.details = details or {}
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, dict[str, Any]]]:
+        return (Violation, (self.kind, self.message, self.details))
+
 
 class ReplayDivergence(Exception):
     """A recorded schedule asked for a thread that cannot run at that step."""
