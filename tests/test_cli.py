@@ -184,7 +184,7 @@ def test_not_modelled_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
             raise FaultlineInternalError("bug in faultline, not in your scenario") from e
 
     monkeypatch.setattr(explore, "check_scenario", boom)
-    res = run("check", "rw-race-shadow", "--runs", "1")
+    res = run("check", "rw-race-shadow", "--runs", "1", "--jobs", "1")
     assert_bad_input(res)
     assert "not modelled: fork of a wired writable COPY entry" in res.stderr
 
@@ -194,7 +194,7 @@ def test_internal_error_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
         raise FaultlineInternalError("bug in faultline, not in your scenario: KeyError")
 
     monkeypatch.setattr(explore, "check_scenario", boom)
-    res = run("check", "rw-race-shadow", "--runs", "1")
+    res = run("check", "rw-race-shadow", "--runs", "1", "--jobs", "1")
     assert res.exit_code == 3
     assert res.stderr.splitlines()[-1].startswith("faultline: internal error")
 
