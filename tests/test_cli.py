@@ -349,3 +349,15 @@ def test_check_dpor_json_reports_exploration() -> None:
     bad = CliRunner().invoke(app, ["check", "zero-fill-parallel", "--strategy", "dpor",
                                    "--preemptions", "3..1"])
     assert bad.exit_code == 2
+
+
+def test_dot_export_of_a_counterexample(tmp_path: Path) -> None:
+    text = (loader.catalog_dir() / "rw-race-shadow.toml").read_text()
+    bad = tmp_path / "tight.toml"
+    bad.write_text(text.replace("step_bound = 4000", "step_bound = 100"))
+    dot = tmp_path / "ce.dot"
+    res = run("check", str(bad), "--runs", "3", "--jobs", "1", "--dot", str(dot))
+    assert res.exit_code == 1
+    graph = dot.read_text()
+    assert graph.startswith("digraph happens_before {") and graph.rstrip().endswith("}")
+    assert "cluster_" in graph and "-> violation" in graph and "color=red" in graph

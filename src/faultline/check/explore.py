@@ -272,5 +272,18 @@ def replay(scenario: Scenario, record: RunRecord, every_step: bool = True) -> Ru
                     every_step=every_step, npv_locks=npv)
 
 
+def counterexample_dot(scenario: Scenario, record: RunRecord, every_step: bool = True) -> str:
+    """The happens-before graph (DOT) of a recorded run, re-run with footprints."""
+    from faultline.check.hbgraph import FootprintRecorder, hb_dot
+    from faultline.rt.trace import schedule_from_str
+    fp = FootprintRecorder()
+    npv = int(record.options.get("npv_locks", 8))
+    res = run_once(scenario, record.policy, ReplayStrategy(schedule_from_str(record.schedule)),
+                   every_step=every_step, npv_locks=npv, extra=[fp])
+    v = res.outcome.violation
+    return hb_dot(fp.steps, f"{scenario.name} under {record.policy}",
+                  f"{v.kind}: {v.message}" if v is not None else "")
+
+
 __all__ = ["CheckConfig", "NotModelled", "RunResult", "ScenarioResult", "check_scenario",
            "replay", "run_once", "schedule_to_str"]

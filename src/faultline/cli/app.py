@@ -418,6 +418,9 @@ def check(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     trace_out: Annotated[Path | None, typer.Option(
         "--trace-out", help="Save the first counterexample to this file.")] = None,
+    dot: Annotated[Path | None, typer.Option(
+        "--dot", help="Write the counterexample's happens-before graph (Graphviz DOT).")
+    ] = None,
     every_step: Annotated[bool, typer.Option(
         "--step-invariants/--end-invariants",
         help="Check structural invariants after every step, or only at the end.")] = True,
@@ -452,9 +455,27 @@ def check(
                       f"scenarios={','.join(s.name for s in chosen)}")
         results, wall = _run_checks(chosen, cfg, show_progress=not json_out, jobs=jobs)
         _after_check(out, chosen, results, wall, cfg, json_out, trace_out, full)
+        _write_dot(dot, chosen, results, cfg, out, json_out)
         if coverage and not json_out:
             out.print(coverage_table(chosen, results))
     raise typer.Exit(_exit_status(results))
+
+
+def _write_dot(path: Path | None, chosen: Sequence[Scenario], results: list[ScenarioResult],
+               cfg: CheckConfig, out: Console, quiet: bool) -> None:
+    """--dot: the first counterexample's happens-before graph."""
+    if path is None:
+        return
+    first = next((i for i, r in enumerate(results) if r.verdict == "violation"), None)
+    if first is None:
+        if not quiet:
+            _say(out, f"no violation: no graph written to {path}")
+        return
+    record = _counterexample(results[first], cfg)
+    path.write_text(explore.counterexample_dot(chosen[first], record, cfg.every_step),
+                    encoding="utf-8")
+    if not quiet:
+        _say(out, f"happens-before graph written to {path} (render: dot -Tsvg {path})")
 
 
 def _after_check(out: Console, chosen: Sequence[Scenario], results: list[ScenarioResult],
