@@ -166,6 +166,7 @@ class Execution:
         self.current: Thread | None = None
         self._site_observers = [o for o in self.observers if o.wants_sites]
         self._footprints = any(o.wants_footprints for o in self.observers)
+        self._pausers: list[Thread] = []        # threads waiting out a pause()
         self.last_footprint: list[tuple[int, str]] = []
 
     # -- public
@@ -183,10 +184,11 @@ class Execution:
         other thread can run)."""
         return self._awake([t for t in self.threads if not t.done and self._can_perform(t)])
 
-    @staticmethod
-    def _awake(enabled: list[Thread]) -> list[Thread]:
+    def _awake(self, enabled: list[Thread]) -> list[Thread]:
         # pause() sleeps a tick: every thread that could run when it paused runs first
         # (round-robin fairness, so two spinners cannot starve the thread they wait on).
+        if not self._pausers:
+            return enabled
         ids = {t.tid for t in enabled}
         awake = [t for t in enabled if not t.pause_waits & ids]
         return awake or enabled
@@ -231,11 +233,15 @@ class Execution:
         self.schedule.append(t.tid)
         self.steps += 1
         t.steps += 1
-        for other in self.threads:
-            other.pause_waits.discard(t.tid)
+        if self._pausers:
+            for other in self._pausers:
+                other.pause_waits.discard(t.tid)
+            self._pausers = [p for p in self._pausers if p.pause_waits]
         if type(op) is ops.Pause:
             t.pause_waits = {o.tid for o in self.threads if o is not t and not o.done
                              and self._can_perform(o)}
+            if t.pause_waits and t not in self._pausers:
+                self._pausers.append(t)
         self.current = context.current = t
         if self._footprints:
             self.last_footprint = context.footprint_log = []
