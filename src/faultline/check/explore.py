@@ -285,5 +285,6 @@ def counterexample_dot(scenario: Scenario, record: RunRecord, every_step: bool =
                   f"{v.kind}: {v.message}" if v is not None else "")
 
 
-__all__ = ["CheckConfig", "NotModelled", "RunResult", "ScenarioResult", "check_scenario",
-           "replay", "run_once", "schedule_to_str"]
+__all__ = ["CheckConfig", "NotModelled", "RunResult", "ScenarioResult", "build_execution",
+           "check_scenario", "counterexample_dot", "minimise", "replay", "run_once",
+           "schedule_to_str"]

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from faultline.check.explore import (
     CheckConfig,
@@ -98,7 +99,7 @@ def check_many(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int,
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         if cfg.strategy == "dpor":
-            futs = [pool.submit(check_scenario, s, replace(cfg)) for s in scenarios]
+            futs = [pool.submit(check_scenario, s, cfg) for s in scenarios]
             out = []
             for f in futs:
                 out.append(f.result())
@@ -110,7 +111,6 @@ def check_many(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int,
 
 def _sampled(pool: ProcessPoolExecutor, s: Scenario, cfg: CheckConfig, jobs: int,
              progress: Callable[[int], None] | None) -> ScenarioResult:
-    import time
     t0 = time.perf_counter()
     futs = [pool.submit(_run_chunk, s, cfg, a, b) for a, b in _chunks(cfg.runs, jobs)]
     parts: list[RunSummary] = []
