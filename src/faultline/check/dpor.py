@@ -312,15 +312,22 @@ def _add_wakeups(nodes: list[Node], steps: list[Step]) -> None:
 
 def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             max_executions: int | None = None, keep_schedules: bool = False,
-            stop_on_violation: bool = True, optimal: bool = False) -> DporResult:
+            stop_on_violation: bool = True, optimal: bool = False,
+            resume: tuple[list[Node], DporResult, int] | None = None,
+            between: Callable[[list[Node], DporResult, int], None] | None = None
+            ) -> DporResult:
     """Explore the program `make` builds (a fresh Execution whose strategy and first
     observer is the given path recorder) with source-DPOR and sleep sets, or with
     optimal DPOR's wakeup trees (`optimal`; with a preemption bound the source
-    algorithm's conservative backtracking is used instead)."""
+    algorithm's conservative backtracking is used instead).  `between(nodes, result,
+    prefix_len)` is called between executions (a checkpoint hook); `resume` restarts
+    from such a triple."""
     optimal = optimal and bound is None
     res = DporResult(preemption_bound=bound)
     nodes: list[Node] = []
     prefix_len = 0
+    if resume is not None:
+        nodes, res, prefix_len = resume
     while True:
         rec = _PathStrategy(nodes, prefix_len, bound, optimal)
         ex = make(rec)
@@ -355,6 +362,8 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
         if max_executions is not None and res.executions >= max_executions:
             res.exhaustive = False
             return res
+        if between is not None:
+            between(nodes, res, prefix_len)
 
 
 def _next_branch(nodes: list[Node]) -> int:

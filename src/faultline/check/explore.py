@@ -10,9 +10,11 @@ than recorded during exploration.  Must not be added: rendering (report) or CLI 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from faultline import __version__
 from faultline.check import dpor
@@ -45,6 +47,9 @@ class CheckConfig:
     preemptions: tuple[int, ...] | None = None   # bounds to run in turn; None: unbounded
     max_executions: int | None = None            # DPOR: stop (not exhaustive) after this
     shrink: bool = True            # minimise counterexamples (--no-shrink)
+    state: str | None = None       # DPOR: checkpoint file (--state)
+    resume: dict[str, Any] | None = None   # DPOR: a loaded checkpoint (--resume)
+    checkpoint_seconds: float = float(os.environ.get("FAULTLINE_CHECKPOINT_SECONDS", "30"))
 
 
 @dataclass(slots=True)
@@ -150,7 +155,8 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
         raise ValueError(f"unknown DPOR flavour {cfg.dpor!r}; this version knows: "
                          f"{', '.join(DPOR_FLAVOURS)}")
     t0 = time.perf_counter()
-    coverage: dict[str, int] = {}
+    bounds: list[int | None] = list(cfg.preemptions) if cfg.preemptions is not None else [None]
+    ck = _Checkpointer(scenario, cfg, bounds)
     runs: list[Coverage] = []
 
     def make(rec: Hooks) -> Execution:
@@ -160,21 +166,26 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
         if progress is not None:
             progress(1)
         return ex
-    total = dpor.DporResult()
-    for bound in (cfg.preemptions if cfg.preemptions is not None else (None,)):
-        runs.clear()
-        r = dpor.explore(make, bound=bound, max_executions=cfg.max_executions,
-                         optimal=cfg.dpor == "optimal")
+
+    def between(nodes: list[dpor.Node], res: dpor.DporResult, prefix_len: int) -> None:
+        ck.fold(runs)
+        ck.maybe_save(nodes, res, prefix_len)
+    total = ck.total
+    for k in range(ck.start, len(bounds)):
+        ck.bound_index = k
+        r = dpor.explore(make, bound=bounds[k], max_executions=cfg.max_executions,
+                         optimal=cfg.dpor == "optimal", between=between,
+                         resume=ck.resume_point() if k == ck.start else None)
+        ck.fold(runs)
         total.executions += r.executions
         total.sleep_blocked += r.sleep_blocked
         total.steps += r.steps
         total.exhaustive, total.preemption_bound = r.exhaustive, r.preemption_bound
-        for cov in runs:
-            for label in cov.labels:
-                coverage[label] = coverage.get(label, 0) + 1
         if r.violation is not None:
             total.violation = r.violation
             break
+        ck.bound_done(k + 1)
+    coverage = ck.coverage
     ce = None
     if total.violation is not None:
         ce = minimise(scenario, cfg, total.violation, strategy="dpor", seed=None,
@@ -186,6 +197,76 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
                           exhaustive=total.exhaustive and ce is None,
                           preemption_bound=total.preemption_bound,
                           sleep_blocked=total.sleep_blocked)
+
+
+class _Checkpointer:
+    """DPOR checkpoints: totals of finished bounds, coverage so far, and the path of
+    the bound in progress, written to cfg.state at most every cfg.checkpoint_seconds
+    (between executions) and when a bound finishes; cfg.resume picks one up."""
+
+    def __init__(self, scenario: Scenario, cfg: CheckConfig,
+                 bounds: list[int | None]) -> None:
+        self.scenario, self.cfg, self.bounds = scenario, cfg, bounds
+        self.total = dpor.DporResult()
+        self.coverage: dict[str, int] = {}
+        self.start = self.bound_index = 0
+        self.current: dict[str, Any] | None = None
+        self.last = time.monotonic()
+        if cfg.resume is not None:
+            self._load(cfg.resume)
+
+    def _load(self, doc: dict[str, Any]) -> None:
+        if doc["scenario"] != self.scenario.name or doc["policy"] != self.cfg.policy:
+            raise ValueError(f"checkpoint is for {doc['scenario']} under {doc['policy']}")
+        t = doc["totals"]
+        self.total = dpor.DporResult(executions=t["executions"],
+                                     sleep_blocked=t["sleep_blocked"], steps=t["steps"])
+        self.coverage = dict(doc["coverage"])
+        self.start = doc["bound_index"]
+        self.current = doc["current"]
+
+    def resume_point(self) -> tuple[list[dpor.Node], dpor.DporResult, int] | None:
+        from faultline.check.checkpoint import load_path
+        cur = self.current
+        if cur is None:
+            return None
+        res = dpor.DporResult(executions=cur["executions"], sleep_blocked=cur["sleep_blocked"],
+                              steps=cur["steps"], preemption_bound=self.bounds[self.start])
+        return load_path(cur["nodes"]), res, cur["prefix_len"]
+
+    def fold(self, runs: list[Coverage]) -> None:
+        # Coverage of finished executions (the last one is complete when this runs).
+        for cov in runs:
+            for label in cov.labels:
+                self.coverage[label] = self.coverage.get(label, 0) + 1
+        runs.clear()
+
+    def maybe_save(self, nodes: list[dpor.Node], res: dpor.DporResult, prefix: int) -> None:
+        if self.cfg.state and time.monotonic() - self.last >= self.cfg.checkpoint_seconds:
+            from faultline.check.checkpoint import dump_path
+            self._save(self.bound_index, {"nodes": dump_path(nodes), "prefix_len": prefix,
+                                          "executions": res.executions,
+                                          "sleep_blocked": res.sleep_blocked,
+                                          "steps": res.steps})
+
+    def bound_done(self, next_index: int) -> None:
+        if self.cfg.state:
+            self._save(next_index, None)
+
+    def _save(self, index: int, current: dict[str, Any] | None) -> None:
+        from faultline.check.checkpoint import FORMAT, write_atomically
+        cfg = self.cfg
+        done = self.total          # bounds finished so far; `current` holds the rest
+        write_atomically(cfg.state, {  # type: ignore[arg-type]
+            "format": FORMAT, "scenario": self.scenario.name,
+            "scenario_path": self.scenario.source, "policy": cfg.policy, "dpor": cfg.dpor,
+            "preemptions": None if cfg.preemptions is None else list(cfg.preemptions),
+            "max_executions": cfg.max_executions, "every_step": cfg.every_step,
+            "npv_locks": cfg.npv_locks, "bound_index": index, "coverage": self.coverage,
+            "totals": {"executions": done.executions, "sleep_blocked": done.sleep_blocked,
+                       "steps": done.steps},
+            "current": current})
+        self.last = time.monotonic()
 
 
 def check_scenario_sampled(scenario: Scenario, cfg: CheckConfig,

@@ -431,6 +431,13 @@ def check(
     jobs: Annotated[int, typer.Option(
         min=1, help="Worker processes (default: one per core); results do not depend "
                     "on it.")] = _CORES,
+    state: Annotated[Path | None, typer.Option(
+        "--state", help="DPOR: checkpoint the exploration to this file (every 30 s and "
+                        "at each bound; FAULTLINE_CHECKPOINT_SECONDS changes it).")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="DPOR: continue the exploration saved in this checkpoint (its "
+                         "scenario and settings are used; it goes on checkpointing there)."
+    )] = None,
     shrink: Annotated[bool, typer.Option(
         "--shrink/--no-shrink",
         help="Minimise a counterexample: fewest preemptions, then fewest steps.")] = True,
@@ -442,7 +449,15 @@ def check(
                           seed=seed, every_step=every_step, depth=depth, dpor=_dpor(dpor),
                           preemptions=_preemptions(preemptions),
                           max_executions=max_executions, shrink=shrink)
+        if resume is not None:
+            cfg, names, everything, jobs = _from_checkpoint(resume, cfg)
+        elif state is not None:
+            if cfg.strategy != "dpor":
+                raise BadInput("--state checkpoints a DPOR exploration: add --strategy dpor")
+            cfg = dataclasses.replace(cfg, state=str(state))
         chosen = _select(names or [], everything)
+        if cfg.state is not None and len(chosen) != 1:
+            raise BadInput("--state and --resume take exactly one scenario")
         _writable(trace_out)
         if not json_out:
             pct = f" depth={cfg.depth}" if cfg.strategy == "pct" else ""
@@ -459,6 +474,25 @@ def check(
         if coverage and not json_out:
             out.print(coverage_table(chosen, results))
     raise typer.Exit(_exit_status(results))
+
+
+def _from_checkpoint(path: Path, cfg: CheckConfig
+                     ) -> tuple[CheckConfig, list[str], bool, int]:
+    """The configuration, scenario and job count a checkpoint file records."""
+    from faultline.check import checkpoint
+    try:
+        doc = checkpoint.read(path)
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    pre = doc["preemptions"]
+    new = dataclasses.replace(
+        cfg, policy=_policy(doc["policy"]), strategy="dpor", dpor=_dpor(doc["dpor"]),
+        preemptions=None if pre is None else tuple(pre), max_executions=doc["max_executions"],
+        every_step=doc["every_step"], npv_locks=doc["npv_locks"], state=str(path), resume=doc)
+    where = doc["scenario_path"] if Path(doc["scenario_path"]).exists() else doc["scenario"]
+    return new, [where], False, 1
 
 
 def _write_dot(path: Path | None, chosen: Sequence[Scenario], results: list[ScenarioResult],
