@@ -42,6 +42,12 @@ class Coverage(Hooks):
         self.labels.update(labels_of(note))
 
 
+def tally(coverage: dict[str, int], labels: set[str] | frozenset[str]) -> None:
+    """Count one more execution reaching each of `labels`."""
+    for label in labels:
+        coverage[label] = coverage.get(label, 0) + 1
+
+
 def probe_label(probe: str, policy: str) -> str | None:
     """A scenario probe is "label" or "POLICY:label"; the label it requires under
     `policy`, or None when the probe is for another policy."""

@@ -83,7 +83,6 @@ class _PathStrategy(Hooks):
         self.bound = bound
         self.optimal = optimal
         self.steps: list[Step] = []
-        self.blocked = False
         self.serial: dict[int, int] = {}
 
     def stable(self, acc: Any) -> tuple[Access, ...]:
@@ -144,7 +143,6 @@ class _PathStrategy(Hooks):
                 node.wut = [WutNode(q, node.pending.get(q, ()))]
                 node.guide = node.wut[0].children
             return q
-        self.blocked = True
         raise _SleepBlocked
 
     def stepped(self, ex: Execution, t: Thread, op: ops.Op, result: Any) -> None:
@@ -333,8 +331,7 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
         ex = make(rec)
         try:
             outcome = ex.run()
-        except _SleepBlocked:
-            ex._close_all()
+        except _SleepBlocked:            # run() has closed the coroutines already
             outcome = None
         del nodes[len(rec.steps):]
         pending = [Step(t.tid, rec.stable(footprint(t.pending, t.tid))) for t in ex.threads

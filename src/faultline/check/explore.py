@@ -18,7 +18,7 @@ from typing import Any
 
 from faultline import __version__
 from faultline.check import dpor
-from faultline.check.coverage import Coverage
+from faultline.check.coverage import Coverage, tally
 from faultline.check.invariants import StructureChecker, explain_va
 from faultline.check.shrink import shrink as shrink_schedule
 from faultline.check.strategies import PctStrategy, RandomStrategy, ReplayStrategy, run_seed
@@ -237,8 +237,7 @@ class _Checkpointer:
     def fold(self, runs: list[Coverage]) -> None:
         # Coverage of finished executions (the last one is complete when this runs).
         for cov in runs:
-            for label in cov.labels:
-                self.coverage[label] = self.coverage.get(label, 0) + 1
+            tally(self.coverage, cov.labels)
         runs.clear()
 
     def maybe_save(self, nodes: list[dpor.Node], res: dpor.DporResult, prefix: int) -> None:
@@ -284,8 +283,7 @@ def check_scenario_sampled(scenario: Scenario, cfg: CheckConfig,
                        every_step=cfg.every_step, npv_locks=cfg.npv_locks)
         done += 1
         steps += res.outcome.steps
-        for label in res.coverage:
-            coverage[label] = coverage.get(label, 0) + 1
+        tally(coverage, res.coverage)
         if progress is not None:
             progress(1)
         if res.outcome.violation is not None:

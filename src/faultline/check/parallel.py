@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+from faultline.check.coverage import tally
 from faultline.check.explore import (
     CheckConfig,
     ScenarioResult,
@@ -80,8 +81,7 @@ def _merge(scenario: Scenario, cfg: CheckConfig, parts: list[RunSummary], second
             break                                   # a gap: an earlier chunk stopped
         done += 1
         steps += r.steps
-        for label in r.labels:
-            coverage[label] = coverage.get(label, 0) + 1
+        tally(coverage, r.labels)
         if r.outcome is not None:
             ce = minimise(scenario, cfg, r.outcome, strategy=cfg.strategy, seed=None,
                           options={"run_seed": run_seed(cfg.seed, r.index)})

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from faultline.rt import ops
 from faultline.rt.context import Tracked, curtid, touch
-from faultline.rt.sync import BusyWord, kassert, lock_assert
+from faultline.rt.sync import BusyWord, blockcount_sleep, kassert, lock_assert
 
 if TYPE_CHECKING:
     from faultline.kern.vm_object import VmObject
@@ -270,5 +270,4 @@ async def vm_page_busy_sleep(m: VmPage, wmesg: str, allocflags: int) -> bool:
 
 async def vm_object_busy_wait_locked(obj: VmObject, wmesg: str) -> bool:
     """vm_object_busy_wait with the object lock as interlock; True iff it slept."""
-    from faultline.rt.sync import blockcount_sleep
     return await blockcount_sleep(obj.busy, wmesg, obj.lock)

@@ -130,8 +130,7 @@ class World:
 
     async def do_fork(self, p: Proc, child: str) -> None:
         """fork, then start the child's threads (after setup, at once)."""
-        c = self.procs[child] = await fork1(p, child)
-        del c
+        self.procs[child] = await fork1(p, child)
         for ts in self._threads_of([child]):
             if self.in_setup:
                 self._deferred.append(ts)
