@@ -20,6 +20,7 @@ Must not be added: model knowledge (footprints come from `check.dependency`).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,26 +184,46 @@ def _next_sleep(prev: Node) -> dict[int, tuple[Access, ...]]:
             if q != p and q in prev.pending and not ordered(f, fp)}
 
 
-def _clocks(steps: list[Step]) -> list[dict[int, int]]:
-    """Vector clocks of the happens-before order (program order + ordered accesses)."""
+def _clocks(steps: list[Step]) -> tuple[list[dict[int, int]], dict[Any, list[int]]]:
+    """Vector clocks of the happens-before order (program order + ordered accesses),
+    and the steps that touched each object (ascending), so that a step is compared
+    only with the earlier steps that share an object with it."""
     clocks: list[dict[int, int]] = []
     last_of: dict[int, int] = {}
     born: dict[int, int] = {}
+    by_key: dict[Any, list[int]] = {}
     for j, s in enumerate(steps):
         c: dict[int, int] = {}
         src = last_of.get(s.tid, born.get(s.tid))
         if src is not None:
             c = dict(clocks[src])
-        for i in range(j - 1, -1, -1):
+        for i in _sharing(by_key, s.acc, j):
             e = steps[i]
-            if e.tid != s.tid and ordered(e.acc, s.acc) and c.get(e.tid, 0) < i + 1:
+            if e.tid != s.tid and c.get(e.tid, 0) < i + 1 and ordered(e.acc, s.acc):
                 _join(c, clocks[i])
         c[s.tid] = j + 1          # clocks count step positions, 1-based
         clocks.append(c)
         last_of[s.tid] = j
         if s.spawned is not None:
             born[s.spawned] = j
-    return clocks
+        for k, _ in s.acc:
+            lst = by_key.setdefault(k, [])
+            if not lst or lst[-1] != j:
+                lst.append(j)
+    return clocks, by_key
+
+
+def _sharing(by_key: dict[Any, list[int]], acc: tuple[Access, ...], j: int) -> list[int]:
+    """Steps before j that touched an object of `acc`, latest first."""
+    found: list[int] = []
+    for k, _ in acc:
+        lst = by_key.get(k)
+        if lst:
+            found.extend(lst[:bisect_left(lst, j)])
+    if len(acc) > 1:
+        found = sorted(set(found))
+    found.reverse()
+    return found
 
 
 def _join(c: dict[int, int], d: dict[int, int]) -> None:
@@ -216,21 +237,28 @@ def _hb(clocks: list[dict[int, int]], steps: list[Step], i: int, j: int) -> bool
     return clocks[j].get(steps[i].tid, 0) >= i + 1
 
 
-def _races(steps: list[Step], clocks: list[dict[int, int]]) -> list[tuple[int, int]]:
-    """Pairs (i, j), i < j, of racing steps not ordered through any other step.
-    Order-only edges (release -> acquire) do not hide a race: the acquire races with
-    the previous acquire of the lock, whose release it waited for."""
+def _races(steps: list[Step], clocks: list[dict[int, int]], by_key: dict[Any, list[int]],
+           start: int = 0) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, start <= j, of racing steps not ordered through any other
+    step.  Order-only edges (release -> acquire) do not hide a race: the acquire races
+    with the previous acquire of the lock, whose release it waited for.  Races with
+    j < start were analysed by an earlier run that shared this prefix (steps before
+    start replay the same events with the same footprints), so they are skipped."""
     out = []
+    prev_of: dict[int, int] = {}
     for j, s in enumerate(steps):
+        prev = prev_of.get(s.tid)
+        prev_of[s.tid] = j
+        if j < start:
+            continue
         # The clock of j's thread before j, joined as later races are accounted for.
-        prev = max((k for k in range(j) if steps[k].tid == s.tid), default=None)
         c: dict[int, int] = dict(clocks[prev]) if prev is not None else {}
-        for i in range(j - 1, -1, -1):
+        for i in _sharing(by_key, s.acc, j):
             e = steps[i]
-            if e.tid == s.tid or not races(e.acc, s.acc):
+            if e.tid == s.tid or c.get(e.tid, 0) >= i + 1:
+                continue                      # ordered already (program order or via a later step)
+            if not races(e.acc, s.acc):
                 continue
-            if c.get(e.tid, 0) >= i + 1:
-                continue                      # already ordered through a later step
             out.append((i, j))
             _join(c, clocks[i])
     return out
@@ -249,12 +277,13 @@ def _initials(steps: list[Step], clocks: list[dict[int, int]], i: int, j: int) -
             if not any(_hb(clocks, steps, m, k) for m in v if m < k)}
 
 
-def _add_backtracks(nodes: list[Node], steps: list[Step], bound: int | None = None) -> None:
+def _add_backtracks(nodes: list[Node], steps: list[Step], bound: int | None = None,
+                    start: int = 0) -> None:
     """Race analysis of one run; `steps` may end with the pending ops of threads that
     never got to run them (blocked or cut short), as if they ran last: a lock acquire
     that deadlocked still races with the acquire it waited behind."""
-    clocks = _clocks(steps)
-    for i, j in _races(steps, clocks):
+    clocks, by_key = _clocks(steps)
+    for i, j in _races(steps, clocks, by_key, start):
         if i >= len(nodes):
             continue                          # both are pending ops: no node to change
         node = nodes[i]
@@ -288,12 +317,12 @@ def _add_free_switches(nodes: list[Node], i: int, threads: list[int], bound: int
                 nk.backtrack.add(q)
 
 
-def _add_wakeups(nodes: list[Node], steps: list[Step]) -> None:
+def _add_wakeups(nodes: list[Node], steps: list[Step], start: int = 0) -> None:
     """Optimal DPOR's race analysis: for each race (i, j) insert v = notdep(i).j into
     the wakeup tree at node i, unless a thread asleep there is a weak initial of v (that
     reversal was explored already)."""
-    clocks = _clocks(steps)
-    for i, j in _races(steps, clocks):
+    clocks, by_key = _clocks(steps)
+    for i, j in _races(steps, clocks, by_key, start):
         if i >= len(nodes):
             continue
         node = nodes[i]
@@ -348,11 +377,13 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
                 if stop_on_violation:
                     res.exhaustive = False
                     return res
+        # Only races ending at or after the new branch are new (see _races).
+        start = max(prefix_len - 1, 0)
         if optimal:
-            _add_wakeups(nodes, rec.steps + pending)
+            _add_wakeups(nodes, rec.steps + pending, start)
             prefix_len = _next_branch(nodes)
         else:
-            _add_backtracks(nodes, rec.steps + pending, bound)
+            _add_backtracks(nodes, rec.steps + pending, bound, start)
             prefix_len = _next_prefix(nodes, bound)
         if prefix_len < 0:
             return res

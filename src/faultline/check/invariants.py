@@ -118,15 +118,18 @@ def check_structure(vm: Vm) -> str | None:
 
 
 class StructureChecker(Hooks):
-    """Runs check_structure after every step (or only at the end with every_step=False)."""
+    """Runs check_structure after every step (or only at the end with every_step=False).
+    `checked_from`: steps before this index replay a prefix already checked in an
+    earlier execution (DPOR re-executes prefixes), so they are not checked again."""
 
-    def __init__(self, vm: Vm, every_step: bool = True) -> None:
+    def __init__(self, vm: Vm, every_step: bool = True, checked_from: int = 0) -> None:
         self.vm = vm
         self.every_step = every_step
+        self.checked_from = checked_from
 
     def stepped(self, ex: Execution, t: Thread, op: Op, result: Any) -> None:
         """Check after the step."""
-        if self.every_step:
+        if self.every_step and ex.steps > self.checked_from:
             self._check()
 
     def finished(self, ex: Execution, outcome: Any) -> None:
