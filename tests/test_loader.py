@@ -734,3 +734,27 @@ def test_fuzz_validate_python_built(data: st.DataObject) -> None:
         validate(scenario)
     except ScenarioError as err:
         check_message(err, SRC)
+
+
+# ---------------------------------------------------------------------------------------
+# The DPOR bound a scenario states
+
+
+def test_stated_bound_is_read() -> None:
+    doc = copy.deepcopy(VALID_DOC)
+    doc["bound"] = {"preemptions": 2, "reason": "every race needs one preemption"}
+    s = load_doc(doc)
+    assert s.bound is not None
+    assert (s.bound.preemptions, s.bound.reason) == (2, "every race needs one preemption")
+    assert load_doc(VALID_DOC).bound is None
+
+
+def test_stated_bound_needs_a_reason() -> None:
+    err = doc_error(lambda d: d.update(bound={"preemptions": 1}))
+    assert err.key == "bound.reason" and "missing" in err.expected
+
+
+def test_stated_bound_is_not_negative() -> None:
+    err = doc_error(lambda d: d.update(bound={"preemptions": -1, "reason": "r"}))
+    assert err.key == "bound.preemptions"
+    assert err.expected == "an integer >= 0"

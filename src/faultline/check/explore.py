@@ -44,7 +44,9 @@ class CheckConfig:
     npv_locks: int = 8
     depth: int = 3                 # PCT bug depth (--depth)
     dpor: str = "optimal"          # DPOR flavour (--dpor): optimal or source
-    preemptions: tuple[int, ...] | None = None   # bounds to run in turn; None: unbounded
+    # Bounds to run in turn (None in it: unbounded); None: the scenario's stated bound,
+    # or unbounded if it states none.
+    preemptions: tuple[int | None, ...] | None = None
     max_executions: int | None = None            # DPOR: stop (not exhaustive) after this
     shrink: bool = True            # minimise counterexamples (--no-shrink)
     state: str | None = None       # DPOR: checkpoint file (--state)
@@ -107,6 +109,7 @@ class ScenarioResult:
     exhaustive: bool = False
     preemption_bound: int | None = None
     sleep_blocked: int = 0
+    bound_reason: str | None = None     # why the scenario's stated bound is enough
 
     def to_json(self) -> dict[str, object]:
         """The --json form (no wall time: output must be byte-identical across runs)."""
@@ -115,6 +118,7 @@ class ScenarioResult:
             "verdict": self.verdict, "executions": self.executions, "steps": self.steps,
             "expected": self.expected, "exhaustive": self.exhaustive,
             "preemption_bound": self.preemption_bound, "sleep_blocked": self.sleep_blocked,
+            "bound_reason": self.bound_reason,
             "coverage": dict(sorted(self.coverage.items())),
         }
         if self.counterexample is not None:
@@ -155,7 +159,7 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
         raise ValueError(f"unknown DPOR flavour {cfg.dpor!r}; this version knows: "
                          f"{', '.join(DPOR_FLAVOURS)}")
     t0 = time.perf_counter()
-    bounds: list[int | None] = list(cfg.preemptions) if cfg.preemptions is not None else [None]
+    bounds, reason = dpor_bounds(scenario, cfg)
     ck = _Checkpointer(scenario, cfg, bounds)
     runs: list[Coverage] = []
 
@@ -197,7 +201,17 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
                           scenario.expect.get(cfg.policy), ce,
                           exhaustive=total.exhaustive and ce is None,
                           preemption_bound=total.preemption_bound,
-                          sleep_blocked=total.sleep_blocked)
+                          sleep_blocked=total.sleep_blocked, bound_reason=reason)
+
+
+def dpor_bounds(scenario: Scenario, cfg: CheckConfig) -> tuple[list[int | None], str | None]:
+    """The preemption bounds DPOR runs in turn, and the scenario's reason when they are
+    the bound its file states (used unless --preemptions says otherwise)."""
+    if cfg.preemptions is not None:
+        return list(cfg.preemptions), None
+    if scenario.bound is not None:
+        return [scenario.bound.preemptions], scenario.bound.reason
+    return [None], None
 
 
 def _skip_replayed_checks(ex: Execution, prefix_len: int) -> None:

@@ -178,15 +178,17 @@ def _dpor(name: str) -> str:
     return name
 
 
-def _preemptions(text: str | None) -> tuple[int, ...] | None:
-    """'K' -> (K,); 'A..B' -> (A, ..., B) for iterative deepening."""
+def _preemptions(text: str | None) -> tuple[int | None, ...] | None:
+    """'K' -> (K,); 'A..B' -> (A, ..., B) for iterative deepening; 'none' -> (None,)."""
     if text is None:
         return None
+    if text == "none":
+        return (None,)
     lo, sep, hi = text.partition("..")
     try:
         a, b = int(lo), int(hi if sep else lo)
     except ValueError:
-        raise BadInput(f"--preemptions: expected K or A..B with integers, got {text!r}"
+        raise BadInput(f"--preemptions: expected K, A..B with integers, or none; got {text!r}"
                        ) from None
     if a < 0 or b < a:
         raise BadInput(f"--preemptions: expected 0 <= A <= B, got {text!r}")
@@ -406,7 +408,8 @@ def check(
         "--dpor", help="DPOR flavour: optimal (wakeup trees) or source (sleep sets).")
     ] = "optimal",
     preemptions: Annotated[str | None, typer.Option(
-        help="DPOR preemption bound: K, or A..B for iterative deepening (default: none).")
+        help="DPOR preemption bound: K, A..B for iterative deepening, or none "
+             "(default: the bound the scenario file states with its reason, else none).")
     ] = None,
     max_executions: Annotated[int | None, typer.Option(
         min=1, help="DPOR: stop after this many executions (the result is then not "
@@ -462,7 +465,7 @@ def check(
         if not json_out:
             pct = f" depth={cfg.depth}" if cfg.strategy == "pct" else ""
             if cfg.strategy == "dpor":
-                pct = (f" dpor={cfg.dpor} preemptions={preemptions or 'unbounded'}"
+                pct = (f" dpor={cfg.dpor} preemptions={preemptions or 'scenario'}"
                        f" max_executions={cfg.max_executions or 'none'}")
             _say(out, f"faultline check: policy={cfg.policy} strategy={cfg.strategy}{pct} "
                       f"runs={cfg.runs} seed={cfg.seed} "

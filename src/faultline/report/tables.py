@@ -124,7 +124,11 @@ def _files_table(s: Scenario) -> Table:
 def _footer(s: Scenario) -> Text:
     expect = ", ".join(f"{p}: {v}" for p, v in sorted(s.expect.items())) or "none"
     lines = [f"step bound: {s.step_bound}", f"expected verdicts: {expect}",
-             f"probes: {', '.join(s.probes) or 'none'}", f"source: {s.source}"]
+             f"probes: {', '.join(s.probes) or 'none'}"]
+    if s.bound is not None:
+        lines.append(f"DPOR bound: {s.bound.preemptions} preemptions, because "
+                     f"{' '.join(s.bound.reason.split())}")
+    lines.append(f"source: {s.source}")
     return Text("\n".join(lines))
 
 
@@ -185,6 +189,8 @@ def explored(r: ScenarioResult) -> str:
     if not r.exhaustive:
         return "capped (not exhaustive)"
     bound = "" if r.preemption_bound is None else f", <= {r.preemption_bound} preemptions"
+    if r.bound_reason is not None:
+        bound += " (the scenario's bound)"
     blocked = f", {r.sleep_blocked} sleep-blocked" if r.sleep_blocked else ""
     return f"every trace{bound}{blocked}"
 

@@ -30,6 +30,7 @@ from faultline.scenario.spec import (
     OP_NAMES,
     PAGE_SIZE,
     PROTS,
+    BoundSpec,
     FileSpec,
     ImageSpec,
     MappingSpec,
@@ -59,9 +60,10 @@ _VERDICTS: tuple[str, ...] = ("pass", "violation")
 _SHARES: tuple[str, ...] = ("private", "shared")
 
 _TOP_KEYS = (
-    "name", "description", "step_bound", "probes", "expect", "file", "image", "process",
-    "thread",
+    "name", "description", "step_bound", "probes", "expect", "bound", "file", "image",
+    "process", "thread",
 )
+_BOUND_KEYS = ("preemptions", "reason")
 _FILE_KEYS = ("name", "pages")
 _IMAGE_KEYS = ("name", "segment")
 _SEGMENT_KEYS = ("file", "addr", "pages", "offset", "prot")
@@ -414,6 +416,15 @@ def _read_expect(doc: dict[str, object], root: _Loc) -> dict[str, str]:
     return {policy: _VERDICT.check(verdict, loc.at(policy)) for policy, verdict in tbl.items()}
 
 
+def _read_bound(doc: dict[str, object], root: _Loc) -> BoundSpec | None:
+    if "bound" not in doc:
+        return None
+    loc = root.at("bound")
+    tbl = _table(doc["bound"], loc, _BOUND_KEYS)
+    return BoundSpec(preemptions=_get(tbl, "preemptions", loc, _NAT),
+                     reason=_get(tbl, "reason", loc, _TEXT))
+
+
 def _read_scenario(doc: dict[str, object], root: _Loc) -> Scenario:
     tbl = _table(doc, root, _TOP_KEYS)
     return Scenario(
@@ -422,6 +433,7 @@ def _read_scenario(doc: dict[str, object], root: _Loc) -> Scenario:
         **_optional(tbl, root, {"step_bound": _POS}),
         probes=_list(tbl, "probes", root, _STRING, "strings"),
         expect=_read_expect(tbl, root),
+        bound=_read_bound(tbl, root),
         files=_read_all(tbl, "file", root, "file", _read_file),
         images=_read_all(tbl, "image", root, "image", _read_image),
         processes=_read_all(tbl, "process", root, "process", _read_process),

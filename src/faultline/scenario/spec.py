@@ -135,6 +135,15 @@ class ThreadSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class BoundSpec:
+    """The preemption bound within which DPOR explores the scenario by default, and why
+    that bound is enough (stated in the file, reported with every systematic verdict)."""
+
+    preemptions: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """A whole scenario; `expect` maps a policy name to the expected verdict."""
 
@@ -147,4 +156,5 @@ class Scenario:
     step_bound: int = 20_000
     expect: dict[str, str] = field(default_factory=dict)
     probes: tuple[str, ...] = ()      # event-coverage labels this scenario exists to reach
+    bound: BoundSpec | None = None    # DPOR's default preemption bound (None: unbounded)
     source: str = "<python>"          # file it was loaded from
