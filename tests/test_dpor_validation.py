@@ -22,6 +22,7 @@ def test_source_dpor_explores_every_trace(name: str) -> None:
     # Source-DPOR explores at least one execution per trace; on these programs exactly.
     assert r.executions >= bf.traces
     assert r.executions == bf.traces, (r.executions, bf.traces, r.sleep_blocked)
+    assert len(r.trace_keys) == bf.traces         # the progress figure counts them right
 
 
 @pytest.mark.parametrize("optimal", [False, True])
@@ -43,6 +44,7 @@ def test_optimal_dpor_explores_exactly_one_execution_per_trace(name: str) -> Non
     r = dpor(PROGRAMS[name], stop_on_violation=False, optimal=True)
     assert r.exhaustive and r.violation is None
     assert r.executions == bf.traces and r.sleep_blocked == 0
+    assert len(r.trace_keys) == bf.traces
 
 
 def test_optimal_beats_source_where_sleep_sets_block() -> None:
@@ -67,6 +69,13 @@ def test_preemption_bound_zero_explores_fewer_schedules() -> None:
     r1 = dpor(prog, bound=1, stop_on_violation=False)
     assert r0.preemption_bound == 0 and r0.executions <= r1.executions <= full.executions
     assert r0.executions >= 1
+
+
+@pytest.mark.parametrize("optimal", [False, True])
+def test_tree_estimate_is_exact_once_the_tree_is_done(optimal: bool) -> None:
+    # At the last execution every branch is known and all but the last path explored.
+    r = dpor(PROGRAMS["lastzero-4"], stop_on_violation=False, optimal=optimal)
+    assert r.estimate() == r.executions + r.sleep_blocked
 
 
 def test_max_executions_makes_the_result_non_exhaustive() -> None:
@@ -115,4 +124,5 @@ def test_optimal_and_source_agree_on_a_catalog_scenario() -> None:
     opt, ko = keys(True)
     assert src.exhaustive and opt.exhaustive
     assert ks == ko and len(ko) == opt.executions
+    assert len(src.trace_keys) == len(opt.trace_keys) == len(ko)
     assert opt.sleep_blocked <= src.sleep_blocked

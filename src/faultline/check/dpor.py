@@ -68,6 +68,17 @@ class DporResult:
     preemption_bound: int | None = None
     violation: Outcome | None = None
     schedules: list[list[int]] = field(default_factory=list)   # with keep_schedules
+    # Progress figures (not checkpointed, never in a verdict): fingerprints of the
+    # distinct Mazurkiewicz traces run, and the share of the tree left of (and at) the
+    # current path, taking sibling subtrees as equal (Kilby et al.'s estimate for DFS).
+    trace_keys: set[int] = field(default_factory=set)
+    explored_share: float = 0.0
+
+    def estimate(self) -> int:
+        """Estimated executions in the whole tree (rough until most of it is done: DPOR
+        discovers branches only as it goes)."""
+        runs = self.executions + self.sleep_blocked
+        return round(runs / self.explored_share) if self.explored_share > 0 else 0
 
 
 class _PathStrategy(Hooks):
@@ -277,12 +288,12 @@ def _initials(steps: list[Step], clocks: list[dict[int, int]], i: int, j: int) -
             if not any(_hb(clocks, steps, m, k) for m in v if m < k)}
 
 
-def _add_backtracks(nodes: list[Node], steps: list[Step], bound: int | None = None,
+def _add_backtracks(nodes: list[Node], steps: list[Step], clocks: list[dict[int, int]],
+                    by_key: dict[Any, list[int]], bound: int | None = None,
                     start: int = 0) -> None:
     """Race analysis of one run; `steps` may end with the pending ops of threads that
     never got to run them (blocked or cut short), as if they ran last: a lock acquire
     that deadlocked still races with the acquire it waited behind."""
-    clocks, by_key = _clocks(steps)
     for i, j in _races(steps, clocks, by_key, start):
         if i >= len(nodes):
             continue                          # both are pending ops: no node to change
@@ -317,11 +328,11 @@ def _add_free_switches(nodes: list[Node], i: int, threads: list[int], bound: int
                 nk.backtrack.add(q)
 
 
-def _add_wakeups(nodes: list[Node], steps: list[Step], start: int = 0) -> None:
+def _add_wakeups(nodes: list[Node], steps: list[Step], clocks: list[dict[int, int]],
+                 by_key: dict[Any, list[int]], start: int = 0) -> None:
     """Optimal DPOR's race analysis: for each race (i, j) insert v = notdep(i).j into
     the wakeup tree at node i, unless a thread asleep there is a weak initial of v (that
     reversal was explored already)."""
-    clocks, by_key = _clocks(steps)
     for i, j in _races(steps, clocks, by_key, start):
         if i >= len(nodes):
             continue
@@ -366,10 +377,13 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
         pending = [Step(t.tid, rec.stable(footprint(t.pending, t.tid))) for t in ex.threads
                    if not t.done and t.pending is not None]
         res.steps += len(rec.steps)
+        steps = rec.steps + pending
+        clocks, by_key = _clocks(steps)
         if outcome is None:
             res.sleep_blocked += 1
         else:
             res.executions += 1
+            res.trace_keys.add(_trace_key(rec.steps, clocks))
             if keep_schedules:
                 res.schedules.append(list(outcome.schedule))
             if outcome.violation is not None and res.violation is None:
@@ -380,11 +394,11 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
         # Only races ending at or after the new branch are new (see _races).
         start = max(prefix_len - 1, 0)
         if optimal:
-            _add_wakeups(nodes, rec.steps + pending, start)
-            prefix_len = _next_branch(nodes)
+            _add_wakeups(nodes, steps, clocks, by_key, start)
         else:
-            _add_backtracks(nodes, rec.steps + pending, bound, start)
-            prefix_len = _next_prefix(nodes, bound)
+            _add_backtracks(nodes, steps, clocks, by_key, bound, start)
+        res.explored_share = _explored_share(nodes)
+        prefix_len = _next_branch(nodes) if optimal else _next_prefix(nodes, bound)
         if prefix_len < 0:
             return res
         if max_executions is not None and res.executions >= max_executions:
@@ -392,6 +406,33 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             return res
         if between is not None:
             between(nodes, res, prefix_len)
+
+
+def _trace_key(steps: list[Step], clocks: list[dict[int, int]]) -> int:
+    """A fingerprint of the run's Mazurkiewicz trace: each event named by (thread, its
+    n-th step) with the last event of every thread that happens before it, which is the
+    same for every interleaving of the trace."""
+    nth: list[int] = []
+    count: dict[int, int] = {}
+    for s in steps:
+        count[s.tid] = count.get(s.tid, 0) + 1
+        nth.append(count[s.tid])
+    return hash(frozenset(
+        (s.tid, nth[j], tuple(sorted((u, nth[p - 1]) for u, p in clocks[j].items())))
+        for j, s in enumerate(steps)))
+
+
+def _explored_share(nodes: list[Node]) -> float:
+    share, scale = 0.0, 1.0
+    for node in nodes:
+        # Branches taken, and those still to take (stale entries never run).
+        todo = {w.tid for w in node.wut} | node.backtrack
+        branches = {q for q in todo if q in node.enabled and q not in node.sleep}
+        branches |= node.done
+        branches.add(node.chosen)
+        share += scale * len(node.done - {node.chosen}) / len(branches)
+        scale /= len(branches)
+    return share + scale
 
 
 def _next_branch(nodes: list[Node]) -> int:

@@ -126,7 +126,7 @@ def _footer(s: Scenario) -> Text:
     lines = [f"step bound: {s.step_bound}", f"expected verdicts: {expect}",
              f"probes: {', '.join(s.probes) or 'none'}"]
     if s.bound is not None:
-        lines.append(f"DPOR bound: {s.bound.preemptions} preemptions, because "
+        lines.append(f"DPOR bound: {s.bound.preemptions} preemption(s). "
                      f"{' '.join(s.bound.reason.split())}")
     lines.append(f"source: {s.source}")
     return Text("\n".join(lines))
