@@ -1,122 +1,71 @@
-"""Local parallelism: the same work units on N worker processes, merged as if run by one.
+"""Checking many scenarios on a runner: the same work units everywhere, merged as one.
 
-What lives here: `check_many`, which checks a list of scenarios with `jobs` worker
-processes.  Sampled strategies (random, pct) split each scenario's runs into chunks of
-consecutive run numbers; a chunk stops at its first violation; the merge walks runs in
-order and stops at the first violating run number, so executions, steps, coverage and
-the counterexample are exactly what `--jobs 1` reports.  DPOR explores one scenario
-per work unit.  Rule kept: results never depend on the number of jobs or on which
-worker finished first.  Must not be added: Ray (a later issue), shared mutable state.
+What lives here: `check_many`, which checks a list of scenarios on this process, on
+`jobs` local worker processes, or on Ray (`runners.open_runner`).  Sampled strategies
+(random, pct) split each scenario's runs into chunks of consecutive run numbers
+(`units.run_chunk`); a chunk stops at its first violation, and `units.merge_runs`
+counts runs in order up to the first violating run number.  DPOR explores one scenario
+per unit (`explore.check_scenario`).  Rule kept: results (executions, steps, coverage,
+counterexample) never depend on the runner, the number of jobs or which worker
+finished first: they are exactly what `--jobs 1` reports.  Must not be added: shared
+mutable state, or a merge that reads anything but unit return values.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 
-from faultline.check.coverage import tally
-from faultline.check.explore import (
-    CheckConfig,
-    ScenarioResult,
-    check_scenario,
-    make_strategy,
-    minimise,
-    run_once,
-)
-from faultline.check.strategies import run_seed
-from faultline.rt.execution import Outcome
+from faultline.check import explore
+from faultline.check.explore import CheckConfig, ScenarioResult
+from faultline.check.runners import Ordered, Runner, open_runner
+from faultline.check.units import chunks, merge_runs, run_chunk
 from faultline.scenario.spec import Scenario
 
-
-@dataclass(slots=True)
-class RunSummary:
-    """What one sampled run contributes to a scenario's result."""
-
-    index: int
-    steps: int
-    labels: frozenset[str]
-    outcome: Outcome | None          # kept only when it violated
-
-
-def _run_chunk(scenario: Scenario, cfg: CheckConfig, start: int, stop: int
-               ) -> list[RunSummary]:
-    out = []
-    for i in range(start, stop):
-        strategy = make_strategy(cfg.strategy, run_seed(cfg.seed, i), cfg.depth,
-                                 scenario.step_bound)
-        res = run_once(scenario, cfg.policy, strategy, every_step=cfg.every_step,
-                       npv_locks=cfg.npv_locks)
-        bad = res.outcome if res.outcome.violation is not None else None
-        if bad is not None:
-            bad.violation = _picklable(bad.violation)
-        out.append(RunSummary(i, res.outcome.steps, frozenset(res.coverage), bad))
-        if bad is not None:
-            break
-    return out
-
-
-def _picklable(v: object) -> object:
-    # Violation details may hold model objects; keep the words only.
-    if v is not None and getattr(v, "details", None):
-        v.details = {k: str(x) for k, x in v.details.items()}  # type: ignore[attr-defined]
-    return v
-
-
-def _chunks(runs: int, jobs: int) -> list[tuple[int, int]]:
-    size = max(1, -(-runs // (jobs * 4)))           # a few chunks per worker
-    return [(a, min(a + size, runs)) for a in range(0, runs, size)]
-
-
-def _merge(scenario: Scenario, cfg: CheckConfig, parts: list[RunSummary], seconds: float
-           ) -> ScenarioResult:
-    coverage: dict[str, int] = {}
-    steps = done = 0
-    ce = None
-    for r in sorted(parts, key=lambda r: r.index):
-        if r.index != done:
-            break                                   # a gap: an earlier chunk stopped
-        done += 1
-        steps += r.steps
-        tally(coverage, r.labels)
-        if r.outcome is not None:
-            ce = minimise(scenario, cfg, r.outcome, strategy=cfg.strategy, seed=None,
-                          options={"run_seed": run_seed(cfg.seed, r.index)})
-            break
-    return ScenarioResult(scenario.name, cfg.policy, cfg.strategy,
-                          "pass" if ce is None else "violation", done, steps, seconds,
-                          coverage, scenario.expect.get(cfg.policy), ce)
+STRATEGIES = explore.STRATEGIES
 
 
 def check_many(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int,
-               progress: Callable[[int], None] | None = None) -> list[ScenarioResult]:
-    """Check every scenario with `jobs` worker processes (1: in this process)."""
-    if jobs <= 1:
-        return [check_scenario(s, cfg, progress) for s in scenarios]
-    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+               progress: Callable[[int], None] | None = None, *, use_ray: bool = False,
+               ray_address: str | None = None) -> list[ScenarioResult]:
+    """Check every scenario with `jobs` workers: local processes, or with `use_ray` Ray
+    tasks (on the cluster at `ray_address`, or a local Ray with `jobs` CPUs).  With
+    jobs 1 and no Ray, everything runs in this process.  `progress(n)`: n more
+    executions done."""
+    if cfg.strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {cfg.strategy!r}; this version knows: "
+                         f"{', '.join(STRATEGIES)}")
+    if jobs <= 1 and not use_ray:
+        # Through the module, so a test's monkeypatched check_scenario is the one called.
+        return [explore.check_scenario(s, cfg, progress) for s in scenarios]
+    with open_runner(jobs, use_ray, ray_address) as runner:
         if cfg.strategy == "dpor":
-            futs = [pool.submit(check_scenario, s, cfg) for s in scenarios]
-            out = []
-            for f in futs:
-                out.append(f.result())
-                if progress is not None:
-                    progress(out[-1].executions)
-            return out
-        return [_sampled(pool, s, cfg, jobs, progress) for s in scenarios]
+            return _dpor_each(runner, scenarios, cfg, progress)
+        return [_sampled(runner, s, cfg, progress) for s in scenarios]
 
 
-def _sampled(pool: ProcessPoolExecutor, s: Scenario, cfg: CheckConfig, jobs: int,
+def _dpor_each(runner: Runner, scenarios: Sequence[Scenario], cfg: CheckConfig,
+               progress: Callable[[int], None] | None) -> list[ScenarioResult]:
+    work = Ordered(runner, len(scenarios))
+    for i, s in enumerate(scenarios):
+        work.offer(i, explore.check_scenario, s, cfg)
+    for _, r in work.finished():
+        if progress is not None:
+            progress(r.executions)
+    return work.needed()
+
+
+def _sampled(runner: Runner, s: Scenario, cfg: CheckConfig,
              progress: Callable[[int], None] | None) -> ScenarioResult:
     t0 = time.perf_counter()
-    futs = [pool.submit(_run_chunk, s, cfg, a, b) for a, b in _chunks(cfg.runs, jobs)]
-    parts: list[RunSummary] = []
-    for f in futs:
-        chunk = f.result()
-        parts.extend(chunk)
+    parts = chunks(cfg.runs, runner.width)
+    work = Ordered(runner, len(parts))
+    for i, (a, b) in enumerate(parts):
+        work.offer(i, run_chunk, s, cfg, a, b)
+    for i, chunk in work.finished():
         if progress is not None:
             progress(len(chunk))
-    return _merge(s, cfg, parts, time.perf_counter() - t0)
+        if chunk and chunk[-1].outcome is not None:
+            work.stop_after(i)             # later chunks cannot count
+    runs = [r for chunk in work.needed() for r in chunk]
+    return merge_runs(s, cfg, runs, time.perf_counter() - t0)

@@ -44,7 +44,8 @@ from rich.text import Text
 from faultline import __version__
 from faultline.check import explore
 from faultline.check.explore import CheckConfig, RunResult, ScenarioResult
-from faultline.check.parallel import check_many
+from faultline.check.parallel import STRATEGIES, check_many
+from faultline.check.ray_backend import RayError
 from faultline.kern.policy import POLICIES
 from faultline.kern.vm_map import NotModelled
 from faultline.report.tables import (
@@ -165,9 +166,9 @@ def _policy(name: str) -> str:
 
 
 def _strategy(name: str) -> str:
-    if name not in explore.STRATEGIES:
+    if name not in STRATEGIES:
         raise BadInput(f"unknown strategy {name!r}; this version knows: "
-                       f"{', '.join(explore.STRATEGIES)}")
+                       f"{', '.join(STRATEGIES)}")
     return name
 
 
@@ -323,19 +324,25 @@ _CORES = max(1, os.cpu_count() or 1)
 
 
 def _run_checks(chosen: Sequence[Scenario], cfg: CheckConfig, show_progress: bool,
-                jobs: int = 1) -> tuple[list[ScenarioResult], float]:
-    """Check each scenario, in order (on `jobs` worker processes); also the wall time."""
+                jobs: int = 1, ray: str | None = None
+                ) -> tuple[list[ScenarioResult], float]:
+    """Check each scenario, in order (on `jobs` worker processes, or on Ray at `ray`:
+    "local" or a cluster address); also the wall time."""
     t0 = time.perf_counter()
     bar = _LazyProgress(cfg.runs * len(chosen), show_progress)
     results: list[ScenarioResult] = []
+    inline = jobs <= 1 and ray is None
     try:
-        if jobs > 1:
+        if not inline:
             bar.describe("all scenarios")
-            results = check_many(chosen, cfg, jobs, progress=bar.advance)
-        for i, s in enumerate(chosen if jobs <= 1 else ()):
+            results = check_many(chosen, cfg, jobs, progress=bar.advance, use_ray=ray is not None,
+                                 ray_address=None if ray == "local" else ray)
+        for i, s in enumerate(chosen if inline else ()):
             bar.describe(s.name)
-            results.append(explore.check_scenario(s, cfg, progress=bar.advance))
+            results.extend(check_many([s], cfg, 1, progress=bar.advance))
             bar.reach((i + 1) * cfg.runs)
+    except RayError as e:
+        raise BadInput(str(e)) from None
     finally:
         bar.close()
     return results, time.perf_counter() - t0
@@ -434,6 +441,12 @@ def check(
     jobs: Annotated[int, typer.Option(
         min=1, help="Worker processes (default: one per core); results do not depend "
                     "on it.")] = _CORES,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS",
+        help="Run the work units as Ray tasks instead: 'local' starts a Ray instance "
+             "with --jobs CPUs, anything else is a cluster address for ray.init (auto, "
+             "ray://HOST:10001). Results do not depend on it. Needs "
+             "pip install 'faultline[ray]'.")] = None,
     state: Annotated[Path | None, typer.Option(
         "--state", help="DPOR: checkpoint the exploration to this file (every 30 s and "
                         "at each bound; FAULTLINE_CHECKPOINT_SECONDS changes it).")] = None,
@@ -461,6 +474,8 @@ def check(
         chosen = _select(names or [], everything)
         if cfg.state is not None and len(chosen) != 1:
             raise BadInput("--state and --resume take exactly one scenario")
+        if cfg.state is not None and ray is not None:
+            raise BadInput("--state and --resume run in this process: drop --ray")
         _writable(trace_out)
         if not json_out:
             pct = f" depth={cfg.depth}" if cfg.strategy == "pct" else ""
@@ -471,7 +486,8 @@ def check(
                       f"runs={cfg.runs} seed={cfg.seed} "
                       f"invariants={'step' if every_step else 'end'} "
                       f"scenarios={','.join(s.name for s in chosen)}")
-        results, wall = _run_checks(chosen, cfg, show_progress=not json_out, jobs=jobs)
+        results, wall = _run_checks(chosen, cfg, show_progress=not json_out, jobs=jobs,
+                                    ray=ray)
         _after_check(out, chosen, results, wall, cfg, json_out, trace_out, full)
         _write_dot(dot, chosen, results, cfg, out, json_out)
         if coverage and not json_out:
