@@ -49,7 +49,8 @@ def tight(name: str) -> Scenario:
     (["tight:rw-race-shadow"], CheckConfig(runs=200)),
     (["collapse-bypass", "zero-fill-parallel"],
      CheckConfig(strategy="dpor", preemptions=(0, 1), max_executions=150)),
-], ids=["random", "random-violation", "dpor"])
+    (["cow-rename"], CheckConfig(strategy="portfolio", runs=100)),
+], ids=["random", "random-violation", "dpor", "portfolio"])
 def test_ray_gives_the_jobs_1_results(names: list[str], cfg: CheckConfig) -> None:
     scen = [tight(n[6:]) if n.startswith("tight:") else load_scenario(n) for n in names]
     local = check_many(scen, cfg, 1)

@@ -5,10 +5,11 @@ What lives here: `check_many`, which checks a list of scenarios on this process,
 (random, pct) split each scenario's runs into chunks of consecutive run numbers
 (`units.run_chunk`); a chunk stops at its first violation, and `units.merge_runs`
 counts runs in order up to the first violating run number.  DPOR explores one scenario
-per unit (`explore.check_scenario`).  Rule kept: results (executions, steps, coverage,
-counterexample) never depend on the runner, the number of jobs or which worker
-finished first: they are exactly what `--jobs 1` reports.  Must not be added: shared
-mutable state, or a merge that reads anything but unit return values.
+per unit (`explore.check_scenario`).  The portfolio runs its members in slices
+(`check.portfolio`).  Rule kept: results (executions, steps, coverage, counterexample)
+never depend on the runner, the number of jobs or which worker finished first: they
+are exactly what `--jobs 1` reports.  Must not be added: shared mutable state, or a
+merge that reads anything but unit return values.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from faultline.check import explore
+from faultline.check import explore, portfolio
 from faultline.check.explore import CheckConfig, ScenarioResult
 from faultline.check.runners import Ordered, Runner, open_runner
 from faultline.check.units import chunks, merge_runs, run_chunk
 from faultline.scenario.spec import Scenario
 
-STRATEGIES = explore.STRATEGIES
+STRATEGIES = (*explore.STRATEGIES, portfolio.NAME)
 
 
 def check_many(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int,
@@ -35,10 +36,12 @@ def check_many(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int,
     if cfg.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {cfg.strategy!r}; this version knows: "
                          f"{', '.join(STRATEGIES)}")
-    if jobs <= 1 and not use_ray:
+    if jobs <= 1 and not use_ray and cfg.strategy != portfolio.NAME:
         # Through the module, so a test's monkeypatched check_scenario is the one called.
         return [explore.check_scenario(s, cfg, progress) for s in scenarios]
     with open_runner(jobs, use_ray, ray_address) as runner:
+        if cfg.strategy == portfolio.NAME:
+            return [portfolio.check_portfolio(s, cfg, runner, progress) for s in scenarios]
         if cfg.strategy == "dpor":
             return _dpor_each(runner, scenarios, cfg, progress)
         return [_sampled(runner, s, cfg, progress) for s in scenarios]

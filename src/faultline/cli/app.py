@@ -42,7 +42,7 @@ from rich.progress import (
 from rich.text import Text
 
 from faultline import __version__
-from faultline.check import explore
+from faultline.check import explore, portfolio
 from faultline.check.explore import CheckConfig, RunResult, ScenarioResult
 from faultline.check.parallel import STRATEGIES, check_many
 from faultline.check.ray_backend import RayError
@@ -408,8 +408,10 @@ def check(
     ] = False,
     policy: Annotated[str, typer.Option(help="Busy policy: xbusy or sbusy.")] = "sbusy",
     strategy: Annotated[str, typer.Option(
-        help="Exploration strategy: random (uniform), pct (priority change points) or "
-             "dpor (systematic: one execution per Mazurkiewicz trace).")
+        help="Exploration strategy: random (uniform), pct (priority change points), "
+             "dpor (systematic: one execution per Mazurkiewicz trace) or portfolio "
+             "(random, pct depth 2 and 3, and dpor bounded by --preemptions, default "
+             "0..2, in round-robin slices; the first violation wins; --runs in all).")
     ] = "random",
     dpor: Annotated[str, typer.Option(
         "--dpor", help="DPOR flavour: optimal (wakeup trees) or source (sleep sets).")
@@ -482,6 +484,8 @@ def check(
             if cfg.strategy == "dpor":
                 pct = (f" dpor={cfg.dpor} preemptions={preemptions or 'scenario'}"
                        f" max_executions={cfg.max_executions or 'none'}")
+            if cfg.strategy == portfolio.NAME:
+                pct = f" {portfolio.describe(cfg)}"
             _say(out, f"faultline check: policy={cfg.policy} strategy={cfg.strategy}{pct} "
                       f"runs={cfg.runs} seed={cfg.seed} "
                       f"invariants={'step' if every_step else 'end'} "
