@@ -113,3 +113,40 @@ def test_counterexamples_are_shrunk_to_few_preemptions(policy: str, scenario: st
     raw = check_scenario(s, CheckConfig(policy=policy, runs=500, shrink=False))
     assert raw.counterexample is not None
     assert "preemptions" not in raw.counterexample.options
+
+
+@pytest.mark.parametrize(("policy", "scenario"), [
+    ("test-no-shootdown", "shared-shadow-inval"),
+    ("test-no-shootdown", "shared-shadow-inval-block-xfer"),
+    ("test-no-shootdown", "shared-shadow-inval-collapse"),
+    ("test-rename-sbusied", "cow-rename"),
+    ("test-rename-sbusied", "cow-vs-collapse"),
+    ("test-sbusy-writable", "rw-race-top"),
+    ("test-sbusy-writable", "zero-fill-parallel"),
+])
+def test_the_scenarios_stated_bound_catches_its_seeded_bug(policy: str, scenario: str) -> None:
+    """The catalog's [bound] reasons say the seeded bugs are found within the bound."""
+    s = load_scenario(scenario)
+    assert s.bound is not None
+    r = check_scenario(s, CheckConfig(policy=policy, strategy="dpor", shrink=False))
+    assert r.verdict == "violation"
+    assert r.preemption_bound == s.bound.preemptions and r.bound_reason == s.bound.reason
+
+
+def test_a_dpor_violation_found_with_two_jobs_replays_with_one() -> None:
+    """--jobs 2 and --jobs 1 give the same counterexample, and `faultline replay`
+    re-runs it to the same violation."""
+    from faultline.check.explore import replay
+    from faultline.check.parallel import check_many
+    scenarios = [load_scenario("rw-race-top"), load_scenario("cow-rename")]
+    cfg = CheckConfig(policy="test-rename-sbusied", strategy="dpor")
+    two = check_many(scenarios, cfg, 2)
+    one = check_many(scenarios, cfg, 1)
+    assert [r.to_json() for r in two] == [r.to_json() for r in one]
+    bad = [r for r in two if r.verdict == "violation"]
+    assert [r.scenario for r in bad] == ["cow-rename"]
+    ce = bad[0].counterexample
+    assert ce is not None and ce.violation is not None
+    again = replay(scenarios[1], ce)
+    assert again.outcome.violation is not None
+    assert again.outcome.violation.message == ce.violation["message"]
