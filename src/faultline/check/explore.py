@@ -20,9 +20,11 @@ from faultline import __version__
 from faultline.check import dpor
 from faultline.check.coverage import Coverage, tally
 from faultline.check.invariants import StructureChecker, explain_va
+from faultline.check.racedetect import RaceDetector
 from faultline.check.shrink import shrink as shrink_schedule
 from faultline.check.strategies import PctStrategy, RandomStrategy, ReplayStrategy, run_seed
 from faultline.kern.vm_map import NotModelled
+from faultline.rt.context import logging_accesses
 from faultline.rt.execution import Execution, Hooks, Outcome, Strategy
 from faultline.rt.trace import Event, RunRecord, TraceRecorder, schedule_to_str
 from faultline.rt.witness import Witness
@@ -52,6 +54,7 @@ class CheckConfig:
     state: str | None = None       # DPOR: checkpoint file (--state)
     resume: dict[str, Any] | None = None   # DPOR: a loaded checkpoint (--resume)
     checkpoint_seconds: float = float(os.environ.get("FAULTLINE_CHECKPOINT_SECONDS", "30"))
+    race_detect: bool = False      # check the locking discipline (--race-detect)
 
 
 @dataclass(slots=True)
@@ -65,15 +68,19 @@ class RunResult:
 
 
 def build_execution(scenario: Scenario, policy: str, strategy: Strategy,
-                    first: list[Hooks], *, every_step: bool = True, npv_locks: int = 8
-                    ) -> tuple[Execution, Coverage, MemoryOracle]:
+                    first: list[Hooks], *, every_step: bool = True, npv_locks: int = 8,
+                    race_detect: bool = False) -> tuple[Execution, Coverage, MemoryOracle]:
     """A fresh execution of `scenario` with every verdict observer attached after the
-    observers in `first` (a trace recorder, a DPOR path...), ready to run."""
+    observers in `first` (a trace recorder, a DPOR path...), ready to run.  With
+    `race_detect` the race detector comes first among them (a race is the root cause of
+    whatever else breaks in its step); run it inside rt.context.logging_accesses()."""
     world = World(scenario, policy, npv_locks)
     vm = world.vm
     cov = Coverage()
     oracle = MemoryOracle(scenario, lambda proc, va: explain_va(vm, proc, va))
-    observers: list[Hooks] = [*first, oracle, cov, Witness(), StructureChecker(vm, every_step)]
+    race: list[Hooks] = [RaceDetector()] if race_detect else []
+    observers: list[Hooks] = [*first, *race, oracle, cov, Witness(),
+                              StructureChecker(vm, every_step)]
     ex = Execution(strategy, observers, scenario.step_bound)
     ex.spawn("setup", "-", world.setup())
     return ex, cov, oracle
@@ -81,13 +88,16 @@ def build_execution(scenario: Scenario, policy: str, strategy: Strategy,
 
 def run_once(scenario: Scenario, policy: str, strategy: Strategy, *, record: bool = False,
              every_step: bool = True, npv_locks: int = 8,
-             extra: list[Hooks] | None = None) -> RunResult:
-    """Run one execution of `scenario` under `strategy`, checking every property."""
+             extra: list[Hooks] | None = None, race_detect: bool = False) -> RunResult:
+    """Run one execution of `scenario` under `strategy`, checking every property
+    (and, with `race_detect`, the locking discipline)."""
     recorder = TraceRecorder() if record else None
     first: list[Hooks] = [recorder] if recorder is not None else []
-    ex, cov, oracle = build_execution(scenario, policy, strategy, [*first, *(extra or [])],
-                                      every_step=every_step, npv_locks=npv_locks)
-    outcome = ex.run()
+    with logging_accesses(race_detect):
+        ex, cov, oracle = build_execution(scenario, policy, strategy, [*first, *(extra or [])],
+                                          every_step=every_step, npv_locks=npv_locks,
+                                          race_detect=race_detect)
+        outcome = ex.run()
     return RunResult(outcome, cov.labels, recorder.events if recorder else [],
                      oracle.accesses)
 
@@ -146,9 +156,10 @@ def make_strategy(name: str, seed: str, depth: int = 3, k: int = 2000) -> Strate
 def check_scenario(scenario: Scenario, cfg: CheckConfig,
                    progress: Callable[[int], None] | None = None) -> ScenarioResult:
     """Check one scenario with the configured strategy (seeded runs, or DPOR)."""
-    if cfg.strategy == "dpor":
-        return check_scenario_dpor(scenario, cfg, progress)
-    return check_scenario_sampled(scenario, cfg, progress)
+    with logging_accesses(cfg.race_detect):
+        if cfg.strategy == "dpor":
+            return check_scenario_dpor(scenario, cfg, progress)
+        return check_scenario_sampled(scenario, cfg, progress)
 
 
 def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
@@ -165,7 +176,8 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
 
     def make(rec: Hooks) -> Execution:
         ex, cov, _ = build_execution(scenario, cfg.policy, rec, [rec],  # type: ignore[arg-type]
-                                     every_step=cfg.every_step, npv_locks=cfg.npv_locks)
+                                     every_step=cfg.every_step, npv_locks=cfg.npv_locks,
+                                     race_detect=cfg.race_detect)
         _skip_replayed_checks(ex, rec.prefix_len)  # type: ignore[attr-defined]
         runs.append(cov)
         if progress is not None:
@@ -302,8 +314,8 @@ def check_scenario_sampled(scenario: Scenario, cfg: CheckConfig,
     for i in range(cfg.runs):
         seed = run_seed(cfg.seed, i)
         strategy = make_strategy(cfg.strategy, seed, cfg.depth, scenario.step_bound)
-        res = run_once(scenario, cfg.policy, strategy,
-                       every_step=cfg.every_step, npv_locks=cfg.npv_locks)
+        res = run_once(scenario, cfg.policy, strategy, every_step=cfg.every_step,
+                       npv_locks=cfg.npv_locks, race_detect=cfg.race_detect)
         done += 1
         steps += res.outcome.steps
         tally(coverage, res.coverage)
@@ -323,11 +335,15 @@ def minimise(scenario: Scenario, cfg: CheckConfig, outcome: Outcome,
              **kw: object) -> RunRecord:
     """The counterexample record for `outcome`, shrunk unless cfg.shrink is off."""
     options: dict[str, object] = {"npv_locks": cfg.npv_locks}
+    if cfg.race_detect:
+        options["race_detect"] = True          # replay must detect the race again
     if cfg.shrink and outcome.violation is not None:
         def run(strategy: object) -> Outcome:
-            ex, _, _ = build_execution(scenario, cfg.policy, strategy, [],  # type: ignore[arg-type]
-                                       every_step=cfg.every_step, npv_locks=cfg.npv_locks)
-            return ex.run()
+            with logging_accesses(cfg.race_detect):
+                ex, _, _ = build_execution(scenario, cfg.policy, strategy, [],  # type: ignore[arg-type]
+                                           every_step=cfg.every_step, npv_locks=cfg.npv_locks,
+                                           race_detect=cfg.race_detect)
+                return ex.run()
         kind = outcome.violation.kind
         s = shrink_schedule(run, outcome.schedule, kind)
         if s.preemptions > 1:
@@ -356,9 +372,11 @@ def _low_preemption_witness(scenario: Scenario, cfg: CheckConfig, kind: str,
     preemptions by bounded DPOR, trying bounds in increasing order, or None."""
     def make(rec: Hooks) -> Execution:
         return build_execution(scenario, cfg.policy, rec, [rec],  # type: ignore[arg-type]
-                               every_step=cfg.every_step, npv_locks=cfg.npv_locks)[0]
+                               every_step=cfg.every_step, npv_locks=cfg.npv_locks,
+                               race_detect=cfg.race_detect)[0]
     for bound in range(min(max_bound, 2) + 1):
-        r = dpor.explore(make, bound=bound, max_executions=budget)
+        with logging_accesses(cfg.race_detect):
+            r = dpor.explore(make, bound=bound, max_executions=budget)
         if r.violation is not None and r.violation.violation is not None \
                 and r.violation.violation.kind == kind:
             return r.violation
@@ -371,7 +389,8 @@ def replay(scenario: Scenario, record: RunRecord, every_step: bool = True) -> Ru
     sched = schedule_from_str(record.schedule)
     npv = int(record.options.get("npv_locks", 8))
     return run_once(scenario, record.policy, ReplayStrategy(sched), record=True,
-                    every_step=every_step, npv_locks=npv)
+                    every_step=every_step, npv_locks=npv,
+                    race_detect=bool(record.options.get("race_detect", False)))
 
 
 def counterexample_dot(scenario: Scenario, record: RunRecord, every_step: bool = True) -> str:
@@ -381,7 +400,8 @@ def counterexample_dot(scenario: Scenario, record: RunRecord, every_step: bool =
     fp = FootprintRecorder()
     npv = int(record.options.get("npv_locks", 8))
     res = run_once(scenario, record.policy, ReplayStrategy(schedule_from_str(record.schedule)),
-                   every_step=every_step, npv_locks=npv, extra=[fp])
+                   every_step=every_step, npv_locks=npv, extra=[fp],
+                   race_detect=bool(record.options.get("race_detect", False)))
     v = res.outcome.violation
     return hb_dot(fp.steps, f"{scenario.name} under {record.policy}",
                   f"{v.kind}: {v.message}" if v is not None else "")

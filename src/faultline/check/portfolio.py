@@ -49,6 +49,7 @@ from faultline.check.explore import (
 from faultline.check.runners import Ordered, Runner
 from faultline.check.strategies import run_seed
 from faultline.check.units import RunSummary, picklable, run_chunk
+from faultline.rt.context import logging_accesses
 from faultline.rt.execution import Execution, Hooks, Outcome
 from faultline.rt.trace import RunRecord
 from faultline.scenario.spec import Scenario
@@ -141,7 +142,8 @@ def dpor_slice(scenario: Scenario, cfg: CheckConfig, bounds: tuple[int | None, .
 
     def make(rec: Hooks) -> Execution:
         ex, cov, _ = build_execution(scenario, cfg.policy, rec, [rec],  # type: ignore[arg-type]
-                                     every_step=cfg.every_step, npv_locks=cfg.npv_locks)
+                                     every_step=cfg.every_step, npv_locks=cfg.npv_locks,
+                                     race_detect=cfg.race_detect)
         _skip_replayed_checks(ex, rec.prefix_len)  # type: ignore[attr-defined]
         runs.append(cov)
         return ex
@@ -152,9 +154,11 @@ def dpor_slice(scenario: Scenario, cfg: CheckConfig, bounds: tuple[int | None, .
         path = nodes if nodes is not None else []
         # explore() keeps `path` as its node list, and a run cut short by
         # max_executions stops with the next prefix equal to the whole path.
-        r = dpor.explore(make, bound=bounds[k], max_executions=budget - out.executions,
-                         optimal=cfg.dpor == "optimal",
-                         resume=(path, dpor.DporResult(preemption_bound=bounds[k]), len(path)))
+        with logging_accesses(cfg.race_detect):
+            r = dpor.explore(make, bound=bounds[k], max_executions=budget - out.executions,
+                             optimal=cfg.dpor == "optimal",
+                             resume=(path, dpor.DporResult(preemption_bound=bounds[k]),
+                                     len(path)))
         out.executions += r.executions
         out.steps += r.steps
         out.sleep_blocked += r.sleep_blocked

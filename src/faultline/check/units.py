@@ -41,7 +41,7 @@ def run_chunk(scenario: Scenario, cfg: CheckConfig, start: int, stop: int
         strategy = make_strategy(cfg.strategy, run_seed(cfg.seed, i), cfg.depth,
                                  scenario.step_bound)
         res = run_once(scenario, cfg.policy, strategy, every_step=cfg.every_step,
-                       npv_locks=cfg.npv_locks)
+                       npv_locks=cfg.npv_locks, race_detect=cfg.race_detect)
         bad = res.outcome if res.outcome.violation is not None else None
         if bad is not None:
             picklable(bad)

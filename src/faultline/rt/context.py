@@ -1,12 +1,21 @@
 """The running thread, as seen by model code (FreeBSD's curthread).
 
 What lives here: one module-level slot that the execution sets while it resumes a
-thread's coroutine.  Rule kept: only `rt.execution` writes it; model code only reads it
-through `curthread()`.  Must not be added: any other shared state.
+thread's coroutine, and the two access logs observers may ask for: footprints (what a
+step wrote, for partial-order reduction) and accesses (every field read and write, for
+race detection), with the `Tracked` base class that feeds them.  Rule kept: only
+`rt.execution` writes these slots; model code only reads `current` through
+`curthread()`; logging costs nothing unless an observer asked for it.  Must not be
+added: any other shared state.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import CodeType, FrameType
 from typing import Any
 
 current: Any = None   # the rt.execution.Thread being resumed, or None outside a step
@@ -30,6 +39,20 @@ def curtid() -> int:
 footprint_log: list[tuple[Any, str]] | None = None
 
 
+def atomic_store(obj: Any, field: str, value: Any) -> None:
+    """`obj.field = value` as an atomic instruction made inline, without a scheduling
+    point (FreeBSD atomic_store/atomic_swap on a field that code holding different locks
+    also writes, e.g. vm_page_bits_swap on a page's dirty bits).  DPOR sees it as a write
+    of the step; race detection as an atomic write with acquire and release on `obj`."""
+    log = footprint_log
+    if log is not None:
+        log.append((key_of(obj), "w"))
+    acc = access_log
+    if acc is not None:
+        acc.append((obj, field, INLINE_ATOMIC, _site(sys._getframe(1))))
+    object.__setattr__(obj, field, value)
+
+
 def key_of(obj: Any) -> Any:
     """A name for `obj` that is the same in every re-execution of the same schedule
     prefix: its `fl_key` (built from allocation numbers and labels), else its id()
@@ -38,16 +61,39 @@ def key_of(obj: Any) -> Any:
     return k if k is not None else id(obj)
 
 
-def touch(obj: Any, write: bool = True) -> None:
+# Race detection (check/racedetect.py): while a step runs under an observer that asked
+# for accesses, every read of a tracked object's data field, every write, and every
+# touch() lands here as (object, field, write, site), site being (code, line) of the
+# innermost model frame or None inside an rt helper.  None when nobody records; the
+# logging attribute hooks exist only inside `logging_accesses()`.
+access_log: list[tuple[Any, str, bool, tuple[CodeType, int] | None]] | None = None
+
+CONTENTS = "<contents>"     # the pseudo-field of a touch() that names no field
+INLINE_ATOMIC = 2           # access_log's `write` for atomic_store and touch(atomic=True)
+
+
+def touch(obj: Any, write: bool = True, field: str | None = None,
+          atomic: bool = False) -> None:
     """Record an access to `obj` made by plain model code (a container mutation, or a
-    read inside an atomic op of an object other than the op's own)."""
+    read inside an atomic op of an object other than the op's own).  `field` names the
+    container field mutated (`pages`, `ptes`, ...), so race detection sees the mutation
+    as a write of that field; without it the access is to the object as a whole
+    (CONTENTS), which only other such touches conflict with.  `atomic` marks a write
+    FreeBSD makes with an atomic instruction inline, under a lock that orders it against
+    every other writer, for lock-free readers (a PTE store, read by the MMU): race
+    detection gives it the acquire and release of an atomic op on `obj`."""
     log = footprint_log
     if log is not None:
         log.append((key_of(obj), "w" if write else "r"))
+    acc = access_log
+    if acc is not None:
+        acc.append((obj, field or CONTENTS, INLINE_ATOMIC if atomic else write,
+                    _site(sys._getframe(1))))
 
 
 class Tracked:
-    """Base of model classes: attribute writes are recorded while footprints are on."""
+    """Base of model classes: attribute writes are recorded while footprints are on
+    (and, inside `logging_accesses()`, field reads and writes while accesses are)."""
 
     __slots__ = ()
 
@@ -56,3 +102,103 @@ class Tracked:
         if log is not None:
             log.append((key_of(self), "w"))
         object.__setattr__(self, name, value)
+
+
+# ---------------------------------------------------------------- access logging
+
+_plain_setattr = Tracked.__setattr__
+_installed = 0
+_fields_of: dict[type, frozenset[str]] = {}
+_frame_kind: dict[CodeType, int] = {}      # 0: skip (rt helper, generated), 1: model, 2: driver
+
+
+def _fields(cls: type) -> frozenset[str]:
+    # Data fields only (dataclass fields and slots), so method and property lookups
+    # (fl_key, pindex(), ...) are not reads.
+    fs = _fields_of.get(cls)
+    if fs is None:
+        names: set[str] = set()
+        if dataclasses.is_dataclass(cls):
+            names.update(f.name for f in dataclasses.fields(cls))
+        for k in cls.__mro__:
+            slots = k.__dict__.get("__slots__", ())
+            names.update((slots,) if isinstance(slots, str) else slots)
+        fs = _fields_of[cls] = frozenset(n for n in names if not n.startswith("__"))
+    return fs
+
+
+def _classify(code: CodeType) -> int:
+    path = code.co_filename
+    if path.endswith("/faultline/rt/execution.py"):
+        kind = 2
+    elif "/faultline/rt/" in path or path.startswith("<"):
+        kind = 0
+    else:
+        kind = 1
+    _frame_kind[code] = kind
+    return kind
+
+
+def _site(f: FrameType | None) -> tuple[CodeType, int] | None:
+    """The innermost model frame's (code, line): past rt helpers and generated
+    __init__s; None when the access is made by an rt helper the driver called (an
+    op's own function: the op's await site stands for it)."""
+    while f is not None:
+        code = f.f_code
+        kind = _frame_kind.get(code)
+        if kind is None:
+            kind = _classify(code)
+        if kind == 1:
+            return code, f.f_lineno
+        if kind == 2:
+            return None
+        f = f.f_back
+    return None
+
+
+def _logged_setattr(self: Any, name: str, value: Any) -> None:
+    log = footprint_log
+    if log is not None:
+        log.append((key_of(self), "w"))
+    acc = access_log
+    if acc is not None:
+        acc.append((self, name, True, _site(sys._getframe(1))))
+    object.__setattr__(self, name, value)
+
+
+def _logged_getattribute(self: Any, name: str) -> Any:
+    value = object.__getattribute__(self, name)
+    acc = access_log
+    if acc is not None:
+        fields = _fields_of.get(type(self)) or _fields(type(self))
+        if name in fields:
+            acc.append((self, name, False, _site(sys._getframe(1))))
+    return value
+
+
+@contextmanager
+def logging_accesses(enabled: bool = True) -> Iterator[None]:
+    """Within this block, Tracked objects log field reads and writes to `access_log`
+    whenever an execution sets it (race detection).  Outside it the hooks are gone and
+    attribute access costs what it always did.  Nestable; a no-op unless `enabled`."""
+    global _installed
+    if not enabled:
+        yield
+        return
+    if _installed == 0:
+        # Assigning on the base class updates every subclass's attribute slots.
+        type.__setattr__(Tracked, "__setattr__", _logged_setattr)
+        type.__setattr__(Tracked, "__getattribute__", _logged_getattribute)
+    _installed += 1
+    try:
+        yield
+    finally:
+        _installed -= 1
+        if _installed == 0:
+            type.__setattr__(Tracked, "__setattr__", _plain_setattr)
+            type.__delattr__(Tracked, "__getattribute__")
+
+
+def accesses_logged() -> bool:
+    """Whether the logging hooks are installed (inside `logging_accesses()`)."""
+    return _installed > 0

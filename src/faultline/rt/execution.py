@@ -114,6 +114,7 @@ class Hooks:
 
     wants_sites = False
     wants_footprints = False      # record the plain model accesses of every step
+    wants_accesses = False        # log every field access of every step (race detection)
 
     def acquiring(self, ex: Execution, t: Thread, op: ops.Acquire) -> None:
         """`t` is about to be granted a blocking acquisition (its site is still live)."""
@@ -166,6 +167,11 @@ class Execution:
         self.current: Thread | None = None
         self._site_observers = [o for o in self.observers if o.wants_sites]
         self._footprints = any(o.wants_footprints for o in self.observers)
+        self._accesses = any(o.wants_accesses for o in self.observers)
+        # With wants_accesses: the op's own field accesses (an atomic op's function, a
+        # sleep check, a spawned thread's first segment) and those of the code after it.
+        self.op_accesses: list[Any] = []
+        self.code_accesses: list[Any] = []
         self._pausers: list[Thread] = []        # threads waiting out a pause()
         self.last_footprint: list[tuple[int, str]] = []
 
@@ -248,14 +254,30 @@ class Execution:
         try:
             for o in self._site_observers:
                 o.performing(self, t, op)
-            result = self._perform(t, op)
-            self._resume(t, result)
+            if self._accesses:
+                result = self._perform_logged(t, op)
+            else:
+                result = self._perform(t, op)
+                self._resume(t, result)
             for o in self.observers:
                 o.stepped(self, t, op, result)
         finally:
             context.current = None
             context.footprint_log = None
         self.current = None
+
+    def _perform_logged(self, t: Thread, op: ops.Op) -> Any:
+        # The same as _perform + _resume, with the accesses of each half logged apart:
+        # the op's are the primitive's own, the code's are plain.  Observers' hooks
+        # after the step (invariant checks) are never logged.
+        self.op_accesses = context.access_log = []
+        try:
+            result = self._perform(t, op)
+            self.code_accesses = context.access_log = []
+            self._resume(t, result)
+        finally:
+            context.access_log = None
+        return result
 
     # -- performing ops
     def _can_perform(self, t: Thread) -> bool:
