@@ -3,7 +3,8 @@
 Prints, for a few catalog scenarios and for the DPOR validation suite: steps/s and
 executions/s of random sampling, source DPOR and optimal DPOR; executions explored per
 Mazurkiewicz trace (validation suite, traces counted by brute force); and the ratio of
-faultline's steps/s to a bare coroutine-stepping loop timed in the same run.
+faultline's steps/s to a bare coroutine-stepping loop timed in the same run; and the
+speed-up of --jobs 2 over --jobs 1 on the whole catalog.
 
     python bench/check_speed.py            # about a minute on 2 cores
     python bench/check_speed.py --quick    # fewer runs
@@ -22,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from faultline.check import dpor
-from faultline.check.explore import CheckConfig, build_execution, check_scenario
+from faultline.check.explore import CheckConfig, check_scenario
 from faultline.check.validation import PROGRAMS, enumerate_all, execution
 from faultline.scenario.loader import load_scenario
 
@@ -74,12 +75,14 @@ def bench_catalog(runs: int, cap: int) -> list[float]:
         row(name, "random", r.executions, r.steps, secs)
         rates.append(r.steps / secs)
         for flavour in ("source", "optimal"):
-            res, secs = timed(lambda s=s, f=flavour: dpor.explore(
-                lambda rec: build_execution(s, "sbusy", rec, [rec])[0],
-                max_executions=cap, optimal=f == "optimal"))
+            cfg = CheckConfig(strategy="dpor", dpor=flavour, max_executions=cap,
+                              preemptions=(None,))
+            res, secs = timed(lambda s=s, c=cfg: check_scenario(s, c))
             note = "exhaustive" if res.exhaustive else f"capped at {cap}"
+            total = res.executions + res.sleep_blocked
             row(name, f"dpor {flavour}", res.executions, res.steps, secs,
-                f"{note}, {res.sleep_blocked} sleep-blocked")
+                f"{note}, {res.sleep_blocked} sleep-blocked, {res.traces} distinct traces, "
+                f"explored/traces {total / max(res.traces or 1, 1):.2f}")
             rates.append(res.steps / secs)
     return rates
 
@@ -113,6 +116,23 @@ def main() -> None:
     bench_validation()
     mean = sum(cat) / len(cat)
     print(f"\ncatalog mean steps/s {mean:,.0f} = {100 * mean / bare:.1f}% of the bare loop")
+    print()
+    bench_jobs(runs)
+
+
+def bench_jobs(runs: int) -> None:
+    """--jobs 2 against --jobs 1 on the whole catalog, random and bounded DPOR."""
+    from faultline.check.parallel import check_many
+    from faultline.scenario.loader import load_catalog
+    catalog = load_catalog()
+    for label, cfg in (("random", CheckConfig(runs=runs)),
+                       ("dpor <= 1 preemption",
+                        CheckConfig(strategy="dpor", preemptions=(1,), max_executions=500))):
+        one, t1 = timed(lambda c=cfg: check_many(catalog, c, 1))
+        two, t2 = timed(lambda c=cfg: check_many(catalog, c, 2))
+        same = [r.to_json() for r in one] == [r.to_json() for r in two]
+        print(f"catalog {label:22s} --jobs 1 {t1:7.2f} s  --jobs 2 {t2:7.2f} s  "
+              f"speed-up {t1 / t2:.2f}x  identical results: {same}")
 
 
 if __name__ == "__main__":

@@ -120,6 +120,8 @@ class ScenarioResult:
     preemption_bound: int | None = None
     sleep_blocked: int = 0
     bound_reason: str | None = None     # why the scenario's stated bound is enough
+    traces: int | None = None           # DPOR: distinct traces run (progress figure; not
+                                        # in JSON, a resumed run counts only its own part)
 
     def to_json(self) -> dict[str, object]:
         """The --json form (no wall time: output must be byte-identical across runs)."""
@@ -154,16 +156,19 @@ def make_strategy(name: str, seed: str, depth: int = 3, k: int = 2000) -> Strate
 
 
 def check_scenario(scenario: Scenario, cfg: CheckConfig,
-                   progress: Callable[[int], None] | None = None) -> ScenarioResult:
-    """Check one scenario with the configured strategy (seeded runs, or DPOR)."""
+                   progress: Callable[[int], None] | None = None,
+                   status: Callable[[str], None] | None = None) -> ScenarioResult:
+    """Check one scenario with the configured strategy (seeded runs, or DPOR).
+    `progress(n)`: n more executions done; `status(text)`: how a DPOR run stands."""
     with logging_accesses(cfg.race_detect):
         if cfg.strategy == "dpor":
-            return check_scenario_dpor(scenario, cfg, progress)
+            return check_scenario_dpor(scenario, cfg, progress, status)
         return check_scenario_sampled(scenario, cfg, progress)
 
 
 def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
-                        progress: Callable[[int], None] | None = None) -> ScenarioResult:
+                        progress: Callable[[int], None] | None = None,
+                        status: Callable[[str], None] | None = None) -> ScenarioResult:
     """Explore the scenario with optimal or source DPOR, for each preemption bound in
     turn (iterative deepening) or unbounded; stop at the first violation."""
     if cfg.dpor not in DPOR_FLAVOURS:
@@ -187,7 +192,10 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
     def between(nodes: list[dpor.Node], res: dpor.DporResult, prefix_len: int) -> None:
         ck.fold(runs)
         ck.maybe_save(nodes, res, prefix_len)
+        if status is not None:
+            status(dpor_status(scenario.name, res))
     total = ck.total
+    traces: set[int] = set()
     for k in range(ck.start, len(bounds)):
         ck.bound_index = k
         r = dpor.explore(make, bound=bounds[k], max_executions=cfg.max_executions,
@@ -197,6 +205,7 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
         total.executions += r.executions
         total.sleep_blocked += r.sleep_blocked
         total.steps += r.steps
+        traces |= r.trace_keys
         total.exhaustive, total.preemption_bound = r.exhaustive, r.preemption_bound
         if r.violation is not None:
             total.violation = r.violation
@@ -213,7 +222,16 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
                           scenario.expect.get(cfg.policy), ce,
                           exhaustive=total.exhaustive and ce is None,
                           preemption_bound=total.preemption_bound,
-                          sleep_blocked=total.sleep_blocked, bound_reason=reason)
+                          sleep_blocked=total.sleep_blocked, bound_reason=reason,
+                          traces=len(traces))
+
+
+def dpor_status(name: str, res: dpor.DporResult) -> str:
+    """One line on a DPOR run in progress: executions, distinct traces, the estimated
+    share of the tree explored and its estimated size."""
+    bound = "" if res.preemption_bound is None else f" (<= {res.preemption_bound} preemptions)"
+    return (f"{name}{bound}: {res.executions:,} executions, {len(res.trace_keys):,} distinct "
+            f"traces, ~{res.explored_share:.0%} of an estimated {res.estimate():,}")
 
 
 def dpor_bounds(scenario: Scenario, cfg: CheckConfig) -> tuple[list[int | None], str | None]:

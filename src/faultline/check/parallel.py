@@ -28,17 +28,18 @@ STRATEGIES = (*explore.STRATEGIES, portfolio.NAME)
 
 def check_many(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int,
                progress: Callable[[int], None] | None = None, *, use_ray: bool = False,
-               ray_address: str | None = None) -> list[ScenarioResult]:
+               ray_address: str | None = None,
+               status: Callable[[str], None] | None = None) -> list[ScenarioResult]:
     """Check every scenario with `jobs` workers: local processes, or with `use_ray` Ray
     tasks (on the cluster at `ray_address`, or a local Ray with `jobs` CPUs).  With
     jobs 1 and no Ray, everything runs in this process.  `progress(n)`: n more
-    executions done."""
+    executions done; `status(text)`: how a DPOR exploration in this process stands."""
     if cfg.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {cfg.strategy!r}; this version knows: "
                          f"{', '.join(STRATEGIES)}")
     if jobs <= 1 and not use_ray and cfg.strategy != portfolio.NAME:
         # Through the module, so a test's monkeypatched check_scenario is the one called.
-        return [explore.check_scenario(s, cfg, progress) for s in scenarios]
+        return [explore.check_scenario(s, cfg, progress, status) for s in scenarios]
     with open_runner(jobs, use_ray, ray_address) as runner:
         if cfg.strategy == portfolio.NAME:
             return [portfolio.check_portfolio(s, cfg, runner, progress) for s in scenarios]

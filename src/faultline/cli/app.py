@@ -239,22 +239,30 @@ def _processes(s: Scenario) -> dict[str, str]:
 
 class _LazyProgress:
     """A transient progress bar on stderr that appears only once the work has taken
-    longer than DELAY seconds, and only on a terminal (wall clock is fine here: it never
-    reaches a result)."""
+    longer than DELAY seconds, and only on a terminal; elsewhere (a CI log) a plain
+    status line every LINE_EVERY seconds.  Wall clock is fine here: it never reaches a
+    result.  `total` None: open-ended (DPOR, whose tree size is only estimated)."""
 
     DELAY = 1.0
+    LINE_EVERY = 30.0
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int | None, enabled: bool) -> None:
         self.console = Console(stderr=True)
-        self.total, self.enabled = total, enabled and self.console.is_terminal
-        self.done, self.label = 0, ""
-        self.t0 = time.monotonic()
+        self.total, self.enabled = total, enabled
+        self.terminal = self.console.is_terminal
+        self.done, self.label, self.counted = 0, "", False
+        self.t0 = self.last_line = time.monotonic()
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
     def describe(self, label: str) -> None:
-        """Name the scenario being checked."""
+        """Name the work in progress (a scenario)."""
         self.label = label
+        self._sync()
+
+    def status(self, text: str) -> None:
+        """A DPOR exploration's own status line (it counts executions itself)."""
+        self.label, self.counted = text, True
         self._sync()
 
     def advance(self, n: int = 1) -> None:
@@ -272,20 +280,36 @@ class _LazyProgress:
         if self._bar is not None:
             self._bar.stop()
 
+    def _rate(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        return f"{self.done / elapsed:,.0f} executions/s" if elapsed > 0 else ""
+
     def _sync(self) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not self.terminal:
+            if now - self.last_line >= self.LINE_EVERY:
+                self.last_line = now
+                count = "" if self.counted else f": {self.done:,} executions"
+                self.console.print(f"progress: {self.label}{count}, {self._rate()}",
+                                   highlight=False, soft_wrap=True)
+            return
         if self._bar is None:
-            if not self.enabled or time.monotonic() - self.t0 < self.DELAY:
+            if now - self.t0 < self.DELAY:
                 return
             self._start()
         assert self._bar is not None and self._task is not None
-        self._bar.update(self._task, completed=self.done, description=self.label)
+        self._bar.update(self._task, completed=self.done, description=self.label,
+                         rate=self._rate())
 
     def _start(self) -> None:
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                             MofNCompleteColumn(), TimeElapsedColumn(),
-                             TimeRemainingColumn(), console=self.console,
-                             transient=True)
-        self._task = self._bar.add_task(self.label, total=self.total)
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]
+        if self.total is not None:
+            columns.append(TimeRemainingColumn())
+        self._bar = Progress(*columns, console=self.console, transient=True)
+        self._task = self._bar.add_task(self.label, total=self.total, rate="")
         self._bar.start()
 
 
@@ -329,7 +353,8 @@ def _run_checks(chosen: Sequence[Scenario], cfg: CheckConfig, show_progress: boo
     """Check each scenario, in order (on `jobs` worker processes, or on Ray at `ray`:
     "local" or a cluster address); also the wall time."""
     t0 = time.perf_counter()
-    bar = _LazyProgress(cfg.runs * len(chosen), show_progress)
+    dpor = cfg.strategy == "dpor"
+    bar = _LazyProgress(None if dpor else cfg.runs * len(chosen), show_progress)
     results: list[ScenarioResult] = []
     inline = jobs <= 1 and ray is None
     try:
@@ -339,8 +364,10 @@ def _run_checks(chosen: Sequence[Scenario], cfg: CheckConfig, show_progress: boo
                                  ray_address=None if ray == "local" else ray)
         for i, s in enumerate(chosen if inline else ()):
             bar.describe(s.name)
-            results.extend(check_many([s], cfg, 1, progress=bar.advance))
-            bar.reach((i + 1) * cfg.runs)
+            results.extend(check_many([s], cfg, 1, progress=bar.advance,
+                                      status=bar.status if dpor else None))
+            if not dpor:
+                bar.reach((i + 1) * cfg.runs)
     except RayError as e:
         raise BadInput(str(e)) from None
     finally:
