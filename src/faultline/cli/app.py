@@ -420,6 +420,9 @@ def _exit_status(results: Sequence[ScenarioResult]) -> int:
 def _report_check(out: Console, results: Sequence[ScenarioResult], wall: float) -> None:
     out.print(results_table(results))
     _say(out, total_line(results, wall))
+    if any(r.bound_reason is not None for r in results):
+        _say(out, "(stated): the preemption bound the scenario file states, with its reason "
+                  "(faultline show NAME); --preemptions overrides it")
     for r in results:
         if not is_expected(r):
             _say(out, f"unexpected: {r.scenario} under {r.policy}: expected {r.expected}, "

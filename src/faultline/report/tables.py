@@ -188,9 +188,10 @@ def explored(r: ScenarioResult) -> str:
         return "stopped at a violation"
     if not r.exhaustive:
         return "capped (not exhaustive)"
-    bound = "" if r.preemption_bound is None else f", <= {r.preemption_bound} preemptions"
+    k = r.preemption_bound
+    bound = "" if k is None else f", <= {k} preemption{'' if k == 1 else 's'}"
     if r.bound_reason is not None:
-        bound += " (the scenario's bound)"
+        bound += " (stated)"
     blocked = f", {r.sleep_blocked} sleep-blocked" if r.sleep_blocked else ""
     return f"every trace{bound}{blocked}"
 
