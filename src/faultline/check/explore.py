@@ -314,7 +314,8 @@ class _Checkpointer:
             "scenario_path": self.scenario.source, "policy": cfg.policy, "dpor": cfg.dpor,
             "preemptions": None if cfg.preemptions is None else list(cfg.preemptions),
             "max_executions": cfg.max_executions, "every_step": cfg.every_step,
-            "npv_locks": cfg.npv_locks, "bound_index": index, "coverage": self.coverage,
+            "npv_locks": cfg.npv_locks, "race_detect": cfg.race_detect,
+            "bound_index": index, "coverage": self.coverage,
             "totals": {"executions": done.executions, "sleep_blocked": done.sleep_blocked,
                        "steps": done.steps},
             "current": current})

@@ -489,6 +489,11 @@ def check(
     shrink: Annotated[bool, typer.Option(
         "--shrink/--no-shrink",
         help="Minimise a counterexample: fewest preemptions, then fewest steps.")] = True,
+    race_detect: Annotated[bool, typer.Option(
+        "--race-detect",
+        help="Also check the locking discipline: every plain access to a model field must "
+             "be ordered by a lock, busy or wakeup against conflicting ones (happens-"
+             "before); a data race is a violation.")] = False,
 ) -> None:
     """Check scenarios: run seeded executions and look for a violated property."""
     out = _out()
@@ -496,7 +501,8 @@ def check(
         cfg = CheckConfig(policy=_policy(policy), strategy=_strategy(strategy), runs=runs,
                           seed=seed, every_step=every_step, depth=depth, dpor=_dpor(dpor),
                           preemptions=_preemptions(preemptions),
-                          max_executions=max_executions, shrink=shrink)
+                          max_executions=max_executions, shrink=shrink,
+                          race_detect=race_detect)
         if resume is not None:
             cfg, names, everything, jobs = _from_checkpoint(resume, cfg)
         elif state is not None:
@@ -518,7 +524,8 @@ def check(
                 pct = f" {portfolio.describe(cfg)}"
             _say(out, f"faultline check: policy={cfg.policy} strategy={cfg.strategy}{pct} "
                       f"runs={cfg.runs} seed={cfg.seed} "
-                      f"invariants={'step' if every_step else 'end'} "
+                      f"invariants={'step' if every_step else 'end'}"
+                      f"{' race-detect' if cfg.race_detect else ''} "
                       f"scenarios={','.join(s.name for s in chosen)}")
         results, wall = _run_checks(chosen, cfg, show_progress=not json_out, jobs=jobs,
                                     ray=ray)
@@ -543,7 +550,8 @@ def _from_checkpoint(path: Path, cfg: CheckConfig
     new = dataclasses.replace(
         cfg, policy=_policy(doc["policy"]), strategy="dpor", dpor=_dpor(doc["dpor"]),
         preemptions=None if pre is None else tuple(pre), max_executions=doc["max_executions"],
-        every_step=doc["every_step"], npv_locks=doc["npv_locks"], state=str(path), resume=doc)
+        every_step=doc["every_step"], npv_locks=doc["npv_locks"], state=str(path), resume=doc,
+        race_detect=doc.get("race_detect", False))
     where = doc["scenario_path"] if Path(doc["scenario_path"]).exists() else doc["scenario"]
     return new, [where], False, 1
 
