@@ -361,3 +361,28 @@ def test_dot_export_of_a_counterexample(tmp_path: Path) -> None:
     graph = dot.read_text()
     assert graph.startswith("digraph happens_before {") and graph.rstrip().endswith("}")
     assert "cluster_" in graph and "-> violation" in graph and "color=red" in graph
+
+
+def test_check_dpor_uses_the_scenarios_stated_bound() -> None:
+    s = loader.load_scenario("rw-race-shadow")
+    assert s.bound is not None
+    res = run("check", "rw-race-shadow", "--strategy", "dpor", "--jobs", "1", "--json")
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)["results"][0]
+    assert r["exhaustive"] is True and r["preemption_bound"] == s.bound.preemptions
+    assert r["bound_reason"] == s.bound.reason
+    text = run("check", "rw-race-shadow", "--strategy", "dpor", "--jobs", "1")
+    assert "(stated)" in text.stdout and "faultline show NAME" in text.stdout
+    assert "DPOR bound: 2 preemption(s)." in " ".join(run("show", "rw-race-shadow")
+                                                      .stdout.split())
+    free = run("check", "rw-race-shadow", "--strategy", "dpor", "--preemptions", "none",
+               "--max-executions", "3", "--json")
+    r = json.loads(free.stdout)["results"][0]
+    assert r["preemption_bound"] is None and r["bound_reason"] is None
+    assert r["exhaustive"] is False and r["executions"] == 3
+
+
+def test_check_race_detect_passes_the_catalog_scenario_and_says_so() -> None:
+    res = run("check", "rw-race-top", "--race-detect", "--runs", "5", "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    assert " race-detect " in res.stdout.splitlines()[0]
