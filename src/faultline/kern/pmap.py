@@ -5,7 +5,9 @@ it) and amd64 pmap.c's operations the VM layer calls: pmap_enter, pmap_remove,
 pmap_remove_all, pmap_protect, pmap_copy, pmap_copy_page, pmap_zero_page, pmap_unwire,
 plus the CPU's view (`pmap_user_access`).  Rule kept: pmap lock before pv-list lock;
 pv-first paths (pmap_remove_all) only *try* the pmap lock and retry on a generation
-change.  PTE updates are visible at once: there is no TLB (docs/model.md).
+change.  PTE updates are visible at once: there is no TLB (docs/model.md); each is an
+atomic store (pte_store, pte_load_clear, atomic_cmpset) made under the pmap lock and
+read by the MMU without it, so it is marked `touch(pm, ..., atomic=True)`.
 Must not be added: knowledge of objects or maps.
 
 Locking legend: (M) this pmap's lock  (P) the pv-list lock of the mapped page  (C) immutable
@@ -83,10 +85,10 @@ async def _pv_lock_change(vm: Vm, held: Lock | None, m: VmPage) -> Lock:
 
 def _pv_remove(pm: Pmap, va: int) -> VmPage:
     # Clear the PTE and the pv entry together (pmap and pv locks held).
-    touch(pm)
+    touch(pm, field="ptes", atomic=True)
     pte = pm.ptes.pop(va)
     m = pte.page
-    touch(m)
+    touch(m, field="pv_list")
     m.pv_list.remove((pm, va))
     m.pv_gen += 1
     if not m.pv_list:
@@ -95,8 +97,8 @@ def _pv_remove(pm: Pmap, va: int) -> VmPage:
 
 
 def _pv_insert(pm: Pmap, va: int, m: VmPage, writable: bool, wired: bool) -> None:
-    touch(pm)
-    touch(m)
+    touch(pm, field="ptes", atomic=True)
+    touch(m, field="pv_list")
     pm.ptes[va] = Pte(m, writable, wired)
     m.pv_list.append((pm, va))
     m.pv_gen += 1
@@ -109,7 +111,10 @@ async def pmap_enter(pm: Pmap, va: int, m: VmPage, writable: bool, wired: bool,
     """pmap_enter: map `m` at `va`, replacing any other page there (break before make).
     The page must be busied, or its object busied (soft_fast).  A writable mapping
     needs the page exclusively busied or the object busied (P4)."""
-    kassert(m.valid, f"pmap_enter of invalid {m} at {va:#x} (P3)")
+    # soft_fast (object_busied) maps a page it found valid with a racy read in this very
+    # step; the page may be xbusied by the thread that validated it, so a plain read of
+    # valid here would race with that thread's write (P3 is still a structural check).
+    kassert(object_busied or m.valid, f"pmap_enter of invalid {m} at {va:#x} (P3)")
     kassert(object_busied or vm_page_busied(m), f"pmap_enter: {m} not busied")
     kassert(not writable or object_busied or m.busy.xowner is not None,
             f"pmap_enter: writable mapping of {m} that is not xbusied (P4)")
@@ -124,7 +129,7 @@ async def pmap_enter(pm: Pmap, va: int, m: VmPage, writable: bool, wired: bool,
     pv = await _pv_lock_change(vm, pv, m)
     cur = pm.ptes.get(va)
     if cur is not None:                 # same page: update protection and wiring in place
-        touch(pm)
+        touch(pm, field="ptes", atomic=True)
         cur.writable, cur.wired = writable, wired or cur.wired
         if writable:
             m.writeable = True
@@ -180,7 +185,7 @@ async def pmap_protect(pm: Pmap, sva: int, eva: int, prot: int) -> None:
     if prot & 2:                          # VM_PROT_WRITE: nothing to reduce
         return
     await mtx_lock(pm.lock)
-    touch(pm)
+    touch(pm, field="ptes", atomic=True)
     for va in sorted(v for v in pm.ptes if sva <= v < eva):
         pm.ptes[va].writable = False
     await mtx_unlock(pm.lock)
@@ -210,7 +215,7 @@ async def pmap_copy(dst: Pmap, src: Pmap, sva: int, eva: int) -> None:
 async def pmap_unwire(pm: Pmap, sva: int, eva: int) -> None:
     """pmap_unwire: clear PG_W in [sva, eva)."""
     await mtx_lock(pm.lock)
-    touch(pm)
+    touch(pm, field="ptes", atomic=True)
     for va in sorted(v for v in pm.ptes if sva <= v < eva):
         pm.ptes[va].wired = False
     await mtx_unlock(pm.lock)

@@ -81,7 +81,8 @@ class SbusyPolicy(Policy):
         )
         assert fs.m is not None
         # The page is fully valid: no pager I/O, so nothing to validate under xbusy.
-        if not vm_page_all_valid(fs.m):
+        # Racy: invalid -> valid needs only the busy, which we do not hold yet.
+        if not await ops.racy_load(fs.m, "valid"):
             return False
         # The mapping cannot be writable and no copy is asked for, or the page lives
         # below the top object, where this fault never maps it writable.

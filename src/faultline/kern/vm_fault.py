@@ -174,7 +174,7 @@ async def vm_fault_can_cow_rename(fs: FaultState) -> bool:
     The counts are read racily (callers re-check under locks before acting)."""
     obj = fs.object
     assert obj is not None
-    if obj.handle is not None or not obj.flags & OBJ_ANON:
+    if obj.handle is not None or not await ops.racy_load(obj, "flags") & OBJ_ANON:
         return False
     return (await ops.racy_load(obj, "shadow_count") == 1
             and await ops.racy_load(obj, "ref_count") == 1)

@@ -208,7 +208,7 @@ def vm_map_insert(m: VmMap, obj: VmObject | None, offset: int, start: int, end: 
     e = VmMapEntry(start=start, end=end, object=obj, offset=offset, protection=prot,
                    max_protection=maxprot, inheritance=inheritance, eflags=eflags,
                    eid=m.vm.serial())
-    touch(m)
+    touch(m, field="entries")
     m.entries.append(e)
     m.entries.sort(key=lambda x: x.start)
     return e
@@ -238,7 +238,7 @@ async def _clip_at(m: VmMap, e: VmMapEntry, cut: int) -> None:
     if e.object is not None:
         await vm_object_reference(e.object)
     e.end = cut
-    touch(m)
+    touch(m, field="entries")
     m.entries.append(tail)
     m.entries.sort(key=lambda x: x.start)
 
@@ -326,7 +326,7 @@ async def vm_map_delete(m: VmMap, start: int, end: int) -> list[VmObject]:
         if e.wired_count:
             await vm_map_entry_unwire(m, e)
         await pmap_mod.pmap_remove(m.pmap, e.start, e.end)
-        touch(m)
+        touch(m, field="entries")
         m.entries.remove(e)
         if e.object is not None:
             deferred.append(e.object)

@@ -203,7 +203,7 @@ async def vm_object_backing_insert(obj: VmObject, backing: VmObject) -> None:
 
 def _backing_link(obj: VmObject, backing: VmObject) -> None:
     # Both locks held: shadow list, shadow_count and the back pointer move together.
-    touch(backing)
+    touch(backing, field="shadows")
     backing.shadows.append(obj)
     backing.shadow_count += 1
     obj.backing_object = backing
@@ -212,7 +212,7 @@ def _backing_link(obj: VmObject, backing: VmObject) -> None:
 def _backing_unlink(obj: VmObject) -> VmObject:
     backing = obj.backing_object
     assert backing is not None
-    touch(backing)
+    touch(backing, field="shadows")
     backing.shadows.remove(obj)
     backing.shadow_count -= 1
     obj.backing_object = None
@@ -267,7 +267,8 @@ async def vm_object_deallocate(obj: VmObject | None) -> None:
     reference and one shadow is collapsed into that shadow, the last reference
     terminates it and continues with its backing object.  No locks on entry; may sleep."""
     while obj is not None:
-        keep = 1 if not obj.flags & OBJ_ANON else 2
+        # Unlocked, as in FreeBSD: OBJ_ANON never changes, but the word does.
+        keep = 1 if not await ops.racy_load(obj, "flags") & OBJ_ANON else 2
         if await _refcount_release_if_gt(obj, keep):
             return
         if obj.type == OBJT_VNODE:
@@ -313,7 +314,6 @@ async def vm_object_deallocate_anon(backing: VmObject) -> VmObject | None:
     kassert(backing.shadow_count == 1 and len(backing.shadows) == 1,
             f"{backing}: deallocate_anon with shadow_count {backing.shadow_count}")
     obj = backing.shadows[0]
-    kassert(bool(obj.flags & OBJ_ANON), f"{obj}: shadow of anon object is not anon")
     if not await rw_try_wlock(obj.lock):
         # Prevent the shadow from disappearing while we take the locks in order.
         await blockcount_acquire(obj.pip, 1)
@@ -322,6 +322,9 @@ async def vm_object_deallocate_anon(backing: VmObject) -> VmObject | None:
         await vm_object_pip_wakeup(obj)
     else:
         await rw_unlock(backing.lock)
+    # FreeBSD asserts this before locking the shadow, reading its flags racily; the bit
+    # never changes, so the model asserts it under the lock instead.
+    kassert(bool(obj.flags & OBJ_ANON), f"{obj}: shadow of anon object is not anon")
     # A collapse/terminate race with the last reference holder.
     if obj.flags & (OBJ_DEAD | OBJ_COLLAPSING) or not await _refcount_acquire_if_not_zero(obj):
         await rw_unlock(obj.lock)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from faultline.rt import ops
-from faultline.rt.context import Tracked, curtid, touch
+from faultline.rt.context import Tracked, atomic_store, curtid, touch
 from faultline.rt.sync import BusyWord, blockcount_sleep, kassert, lock_assert
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def vm_page_insert(m: VmPage, obj: VmObject, pindex: int) -> None:
     lock_assert(obj.lock, "x")
     vm_page_assert_xbusied(m)
     m.object, m.pindex = obj, pindex
-    touch(obj)
+    touch(obj, field="pages")
     obj.pages[pindex] = m
 
 
@@ -124,7 +124,7 @@ def vm_page_remove(m: VmPage) -> None:
     kassert(obj is not None, f"{m}: remove of a page without object")
     lock_assert(obj.lock, "x")
     vm_page_assert_xbusied(m)
-    touch(obj)
+    touch(obj, field="pages")
     del obj.pages[m.pindex]
     m.object = None
 
@@ -137,7 +137,7 @@ def vm_page_rename(m: VmPage, new_obj: VmObject, new_pindex: int) -> None:
     lock_assert(new_obj.lock, "x")
     vm_page_remove(m)
     vm_page_insert(m, new_obj, new_pindex)
-    m.dirty = True
+    vm_page_dirty(m)
 
 
 async def vm_page_replace(m: VmPage, obj: VmObject, pindex: int, mold: VmPage) -> None:
@@ -174,8 +174,10 @@ def vm_page_valid(m: VmPage) -> None:
 
 
 def vm_page_dirty(m: VmPage) -> None:
-    """vm_page_dirty."""
-    m.dirty = True
+    """vm_page_dirty / vm_page_set_dirty: an atomic swap of the dirty bits
+    (vm_page_bits_swap), since soft_fast dirties a page it has not busied and user
+    stores set them (docs/model.md S10)."""
+    atomic_store(m, "dirty", True)
 
 
 async def vm_page_wire(m: VmPage) -> None:

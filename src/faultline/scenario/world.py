@@ -83,7 +83,8 @@ class World:
         p = self.procs.get(ts.process)
         if p is None or p.map is None:
             return                       # the process already exited
-        p.nthreads += 1
+        # thread_link: the count is (A), and threads already started may be leaving.
+        await ops.atomic_add(p, "nthreads", 1)
         await ops.spawn(ts.name, ts.process, self.run_thread(ts, p))
 
     async def run_thread(self, ts: ThreadSpec, p: Proc) -> None:
