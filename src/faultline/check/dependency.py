@@ -8,7 +8,7 @@ wakeup -> resume, downgrade -> shared acquire).  Rule kept: the relation is deri
 from op kind and object only, and errs on the dependent side where unsure.
 Must not be added: knowledge of the VM model.  (Plain model code between ops is
 assumed to touch shared state only under a lock or busy whose ops order it; the race-
-detection mode will check that assumption.)
+detection mode, check/racedetect.py, checks that assumption.)
 
     lock L:  acq-x/acq-s  try-x/try-s  rel-x/rel-s  upg  dgr
              acq-s || acq-s, rel-s || acq-s   independent
