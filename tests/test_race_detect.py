@@ -511,7 +511,7 @@ CATALOG_RUNS = 40
 @pytest.mark.parametrize("policy", ["sbusy", "xbusy"])
 def test_the_catalog_has_no_data_race(policy: str) -> None:
     """Every scenario: 40 seeded random runs, then exhaustive DPOR without preemptions.
-    About 20 s per policy."""
+    About 10 s per policy."""
     bad = []
     for s in load_catalog():
         for strategy, kw in (("random", {"runs": CATALOG_RUNS}),
