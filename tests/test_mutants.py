@@ -138,8 +138,8 @@ def test_a_dpor_violation_found_with_two_jobs_replays_with_one() -> None:
     re-runs it to the same violation."""
     from faultline.check.explore import replay
     from faultline.check.parallel import check_many
-    scenarios = [load_scenario("rw-race-top"), load_scenario("cow-rename")]
-    cfg = CheckConfig(policy="test-rename-sbusied", strategy="dpor")
+    scenarios = [load_scenario("mprotect-vs-fault"), load_scenario("cow-rename")]
+    cfg = CheckConfig(policy="test-rename-sbusied", strategy="dpor", max_executions=300)
     two = check_many(scenarios, cfg, 2)
     one = check_many(scenarios, cfg, 1)
     assert [r.to_json() for r in two] == [r.to_json() for r in one]
