@@ -8,7 +8,10 @@ maximal execution E, for every race e1 < e2 it computes v = notdep(e1, E).e2 and
 an initial of v is already in backtrack(pre(E, e1)), adds one.  Sleep sets stop
 re-exploring equivalent orders; a run whose every enabled thread sleeps is
 "sleep-set blocked".  With `preemption_bound` K, schedules with more than K preemptive
-context switches are not explored (bounded POR; the bound is reported).
+context switches are not explored (bounded POR; the bound is reported).  With
+`cache_states`, a run that reaches a state whose subtree an earlier run explored
+completely stops there, and the events of that subtree stand in for its continuation in
+the race analysis (stateful DPOR, conservative form; docs/state-caching.md).
 Rule kept: the path is plain data (thread ids), so it can be checkpointed and replayed.
 Must not be added: model knowledge (footprints come from `check.dependency`).
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faultline.check.dependency import Access, footprint, ordered, races
+from faultline.check.statecache import CacheEntry, StateCache, state_key
 from faultline.check.wakeup import Event, WutNode, insert, weak_initial
 from faultline.rt import ops
 from faultline.rt.execution import Execution, Hooks, Outcome, Thread
@@ -46,6 +50,13 @@ class Node:
     last: int | None = None                      # thread of the step before this node
     wut: list[WutNode] = field(default_factory=list)     # optimal: the wakeup tree
     guide: list[WutNode] = field(default_factory=list)   # wut of the node below
+    # With cache_states (never checkpointed): the state's cache key (None: not cached),
+    # the events run anywhere below so far (a bit mask over StateCache.events), and the
+    # threads that bounded POR's free switches tried at every node above (see
+    # _add_free_switches), which a later visit of the state must try too.
+    key: bytes | None = None
+    below: int = 0
+    free: set[int] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -68,11 +79,13 @@ class DporResult:
     preemption_bound: int | None = None
     violation: Outcome | None = None
     schedules: list[list[int]] = field(default_factory=list)   # with keep_schedules
+    cut_schedules: list[list[int]] = field(default_factory=list)   # the same, of cut runs
     # Progress figures (not checkpointed, never in a verdict): fingerprints of the
     # distinct Mazurkiewicz traces run, and the share of the tree left of (and at) the
     # current path, taking sibling subtrees as equal (Kilby et al.'s estimate for DFS).
     trace_keys: set[int] = field(default_factory=set)
     explored_share: float = 0.0
+    cache_hits: int = 0            # with cache_states: runs cut at a state explored before
 
     def estimate(self) -> int:
         """Estimated executions in the whole tree (rough until most of it is done: DPOR
@@ -89,11 +102,12 @@ class _PathStrategy(Hooks):
     wants_footprints = True
 
     def __init__(self, nodes: list[Node], prefix_len: int, bound: int | None,
-                 optimal: bool = False) -> None:
+                 optimal: bool = False, cache: StateCache | None = None) -> None:
         self.nodes = nodes
         self.prefix_len = prefix_len
         self.bound = bound
         self.optimal = optimal
+        self.cache = cache
         self.steps: list[Step] = []
         self.serial: dict[int, int] = {}
 
@@ -132,9 +146,24 @@ class _PathStrategy(Hooks):
                 node.last = prev.chosen
                 node.preemptions = prev.preemptions + _is_preemption(prev, prev.chosen)
                 node.wut = prev.guide if self.optimal else []
+            if self.cache is not None and i % self.cache.stride == 0:
+                node.key = self._key(ex, node)
+                entry = self.cache.get(node.key)
+                if entry is not None:
+                    raise _CacheHit(entry)
             self.nodes.append(node)
             tid = self._extend(node)
         return next(t for t in enabled if t.tid == tid)
+
+    def _key(self, ex: Execution, node: Node) -> bytes | None:
+        """The cache key of the state before node: the execution's state, the sleep set
+        with footprints, and under a bound the budget left and the thread that ran last
+        (they decide which switches count as preemptions)."""
+        sleep = tuple(sorted(node.sleep.items()))
+        if any(_unstable(acc) for _, acc in sleep):
+            return None               # run-local names: not comparable across runs
+        extra = (sleep, None if self.bound is None else (node.preemptions, node.last))
+        return state_key(ex, extra)
 
     def _extend(self, node: Node) -> int:
         # Optimal DPOR: follow the wakeup tree handed down, if its branch can run.
@@ -171,6 +200,19 @@ class _PathStrategy(Hooks):
 
 class _SleepBlocked(Exception):
     """Every enabled thread is asleep: this run repeats an explored trace."""
+
+
+class _CacheHit(Exception):
+    """The run reached a state whose subtree was explored completely before."""
+
+    def __init__(self, entry: CacheEntry) -> None:
+        super().__init__()
+        self.entry = entry
+
+
+def _unstable(acc: tuple[Access, ...]) -> bool:
+    """Does the footprint name an object by its order of appearance in one run?"""
+    return any(type(k) is tuple and k and k[0] == "seen" for k, _ in acc)
 
 
 def _is_preemption(node: Node, q: int) -> bool:
@@ -320,8 +362,13 @@ def _add_free_switches(nodes: list[Node], i: int, threads: list[int], bound: int
     switching to them is free (the thread that ran before could not go on)."""
     if all(_within_bound(nodes[i], q, bound) for q in threads):
         return
-    overtaken = nodes[i].chosen
-    for q in {*threads, overtaken}:
+    tried = {*threads, nodes[i].chosen}
+    nodes[i].free |= tried          # a cached copy of node i's state must redo this
+    _free_switches(nodes, i, tried)
+
+
+def _free_switches(nodes: list[Node], i: int, threads: set[int]) -> None:
+    for q in threads:
         for k in range(i - 1, -1, -1):
             nk = nodes[k]
             if q in nk.enabled and not _is_preemption(nk, q):
@@ -348,38 +395,137 @@ def _add_wakeups(nodes: list[Node], steps: list[Step], clocks: list[dict[int, in
         insert(node.wut, v)
 
 
+def _add_summary_backtracks(nodes: list[Node], steps: list[Step],
+                            clocks: list[dict[int, int]], by_key: dict[Any, list[int]],
+                            events: list[tuple[int, tuple[Access, ...]]],
+                            bound: int | None) -> None:
+    """A run cut at a cached state (conservative stateful DPOR, after Yang, Chen,
+    Gopalakrishnan and Kirby, SPIN 2008): any event `events` lists may run next, in
+    any order.  Every step of the path that such an event races with, and that does
+    not happen before that event's thread already, is treated as a race (i, e) with
+    e's position unknown, and backtracking at node i covers every reversal it could
+    need: v = notdep(i).e begins either with the path's own steps after i that do not
+    depend on step i (their initials are v's), or, when there are none, with the first
+    step of some thread that has not moved since node i and runs below the cached
+    state (all such threads are added)."""
+    n = len(nodes)                     # steps[n:] are the pending ops: never ran
+    src: dict[int, int] = {}           # each thread's last step, or the step spawning it
+    for k, st in enumerate(steps[:n]):
+        src[st.tid] = k
+        if st.spawned is not None:
+            src[st.spawned] = k
+    below = {p for p, _ in events}
+    pend = {st.tid: st.acc for st in steps[n:]}
+    racing: set[int] = set()
+    after: dict[int, dict[int, int]] = {}   # each thread's clock once its pending op ran
+    for p, acc in pend.items():
+        c = dict(clocks[src[p]]) if p in src else {}
+        for m in _sharing(by_key, acc, n):
+            if c.get(steps[m].tid, 0) < m + 1 and ordered(steps[m].acc, acc):
+                _join(c, clocks[m])
+        after[p] = c
+    for p, acc in events:
+        # As _races would judge e placed right after the path: latest steps first, each
+        # race ordering the earlier steps behind it.  Below the cut, p's first event is
+        # its pending op and the rest follow it; what else orders them is unknown, so
+        # this finds every race the cut-off runs had, and maybe more.
+        pa = pend.get(p)
+        if pa is not None and acc[:len(pa)] != pa:
+            c = dict(after[p])           # not p's first event: it follows the pending op
+        else:
+            k = src.get(p)
+            c = dict(clocks[k]) if k is not None else {}
+        for i in _sharing(by_key, acc, n):
+            e = steps[i]
+            if e.tid == p or c.get(e.tid, 0) >= i + 1 or not races(e.acc, acc):
+                continue
+            racing.add(i)
+            _join(c, clocks[i])
+    for i in sorted(racing):
+        node = nodes[i]
+        v = [k for k in range(i + 1, n) if not _hb(clocks, steps, i, k)]
+        if v:
+            init = _initials_of(steps, clocks, v)
+            if init & node.sleep.keys():
+                continue
+            can = sorted(q for q in init if q in node.enabled)
+            covered = sorted(init & node.backtrack)
+            if covered:
+                chosen = covered[:1]
+            else:
+                chosen = can[:1] if can else list(node.enabled)
+        else:
+            # Every step after i depends on it: v starts below the cut, with the next
+            # op of a thread idle since node i that nothing after step i orders.
+            moved = {steps[k].tid for k in range(i, n)}
+            moved |= {steps[k].spawned for k in range(i, n) if steps[k].spawned is not None}
+            chosen = sorted(q for q in node.enabled if q in below and q not in moved
+                            and q not in node.sleep and q in pend
+                            and not any(ordered(steps[k].acc, pend[q]) for k in range(i, n))
+                            ) or list(node.enabled)
+        node.backtrack.update(chosen)
+        if bound is not None:
+            _add_free_switches(nodes, i, chosen, bound)
+
+
+def _initials_of(steps: list[Step], clocks: list[dict[int, int]], v: list[int]) -> set[int]:
+    """Threads whose first step in v (ascending step indices) has no predecessor in v."""
+    seen: set[int] = set()
+    out: set[int] = set()
+    for pos, k in enumerate(v):
+        t = steps[k].tid
+        if t in seen:
+            continue
+        seen.add(t)
+        if not any(_hb(clocks, steps, m, k) for m in v[:pos]):
+            out.add(t)
+    return out
+
+
 def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             max_executions: int | None = None, keep_schedules: bool = False,
             stop_on_violation: bool = True, optimal: bool = False,
             resume: tuple[list[Node], DporResult, int] | None = None,
-            between: Callable[[list[Node], DporResult, int], None] | None = None
+            between: Callable[[list[Node], DporResult, int], None] | None = None,
+            cache_states: bool = False, cache_limit: int = 100_000, cache_stride: int = 1
             ) -> DporResult:
     """Explore the program `make` builds (a fresh Execution whose strategy and first
     observer is the given path recorder) with source-DPOR and sleep sets, or with
     optimal DPOR's wakeup trees (`optimal`; with a preemption bound the source
     algorithm's conservative backtracking is used instead).  `between(nodes, result,
     prefix_len)` is called between executions (a checkpoint hook); `resume` restarts
-    from such a triple."""
-    optimal = optimal and bound is None
+    from such a triple.  `cache_states` prunes runs at states explored completely
+    before (at most `cache_limit` remembered, keyed at every `cache_stride`-th
+    scheduling point; always source-DPOR: a cut run has no event sequence to insert
+    into a wakeup tree).  A resumed exploration starts with an empty cache."""
+    optimal = optimal and bound is None and not cache_states
+    cache = StateCache(cache_limit, cache_stride) if cache_states else None
     res = DporResult(preemption_bound=bound)
     nodes: list[Node] = []
     prefix_len = 0
     if resume is not None:
         nodes, res, prefix_len = resume
     while True:
-        rec = _PathStrategy(nodes, prefix_len, bound, optimal)
+        rec = _PathStrategy(nodes, prefix_len, bound, optimal, cache)
         ex = make(rec)
+        hit: CacheEntry | None = None
         try:
             outcome = ex.run()
         except _SleepBlocked:            # run() has closed the coroutines already
             outcome = None
+        except _CacheHit as h:
+            outcome, hit = None, h.entry
         del nodes[len(rec.steps):]
         pending = [Step(t.tid, rec.stable(footprint(t.pending, t.tid))) for t in ex.threads
                    if not t.done and t.pending is not None]
         res.steps += len(rec.steps)
         steps = rec.steps + pending
         clocks, by_key = _clocks(steps)
-        if outcome is None:
+        if hit is not None:
+            res.cache_hits += 1
+            if keep_schedules:
+                res.cut_schedules.append(list(ex.schedule))
+        elif outcome is None:
             res.sleep_blocked += 1
         else:
             res.executions += 1
@@ -397,8 +543,24 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             _add_wakeups(nodes, steps, clocks, by_key, start)
         else:
             _add_backtracks(nodes, steps, clocks, by_key, bound, start)
-        res.explored_share = _explored_share(nodes)
-        prefix_len = _next_branch(nodes) if optimal else _next_prefix(nodes, bound)
+        if cache is not None and nodes:
+            # What ran below the last node: the blocked threads' next ops, and for a
+            # cut run everything the cached subtree ran (and must stand in for).
+            last = nodes[-1]
+            last.below |= cache.mask((st.tid, st.acc) for st in pending)
+            if hit is not None:
+                last.below |= hit.below
+                last.free |= hit.free
+                _add_summary_backtracks(nodes, steps, clocks, by_key,
+                                        cache.unmask(hit.below), bound)
+                if bound is not None:
+                    _free_switches(nodes, len(nodes), set(hit.free))
+        res.explored_share = _explored_share(nodes, bound)
+        if optimal:
+            prefix_len = _next_branch(nodes)
+        else:
+            prefix_len = _next_prefix(nodes, bound, None if cache is None else
+                                      lambda node: _retire(nodes, node, cache))
         if prefix_len < 0:
             return res
         if max_executions is not None and res.executions >= max_executions:
@@ -406,6 +568,18 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             return res
         if between is not None:
             between(nodes, res, prefix_len)
+
+
+def _retire(nodes: list[Node], node: Node, cache: StateCache) -> None:
+    """`node` leaves the path with its subtree explored: cache it, and hand what ran
+    below it (and the step taken from it) up to its parent."""
+    node.below |= cache.mask(node.taken.items())
+    if node.key is not None:
+        cache.put(node.key, node.below, node.free)
+    if nodes:
+        parent = nodes[-1]
+        parent.below |= node.below
+        parent.free |= node.free
 
 
 def _trace_key(steps: list[Step], clocks: list[dict[int, int]]) -> int:
@@ -422,12 +596,13 @@ def _trace_key(steps: list[Step], clocks: list[dict[int, int]]) -> int:
         for j, s in enumerate(steps)))
 
 
-def _explored_share(nodes: list[Node]) -> float:
+def _explored_share(nodes: list[Node], bound: int | None = None) -> float:
     share, scale = 0.0, 1.0
     for node in nodes:
-        # Branches taken, and those still to take (stale entries never run).
+        # Branches taken, and those still to take (stale or out-of-bound entries never run).
         todo = {w.tid for w in node.wut} | node.backtrack
-        branches = {q for q in todo if q in node.enabled and q not in node.sleep}
+        branches = {q for q in todo if q in node.enabled and q not in node.sleep
+                    and _within_bound(node, q, bound)}
         branches |= node.done
         branches.add(node.chosen)
         share += scale * len(node.done - {node.chosen}) / len(branches)
@@ -454,9 +629,11 @@ def _next_branch(nodes: list[Node]) -> int:
     return -1
 
 
-def _next_prefix(nodes: list[Node], bound: int | None) -> int:
+def _next_prefix(nodes: list[Node], bound: int | None,
+                 retire: Callable[[Node], None] | None = None) -> int:
     """Pick the deepest node with an untried, awake backtrack choice within the bound;
-    cut the path there and return its new length (-1 when the exploration is done)."""
+    cut the path there and return its new length (-1 when the exploration is done).
+    `retire(node)` sees each node popped, after it left the path."""
     while nodes:
         node = nodes[-1]
         node.done.add(node.chosen)
@@ -466,4 +643,6 @@ def _next_prefix(nodes: list[Node], bound: int | None) -> int:
             node.chosen = todo[0]
             return len(nodes)
         nodes.pop()
+        if retire is not None:
+            retire(node)
     return -1
