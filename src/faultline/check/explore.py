@@ -10,6 +10,7 @@ than recorded during exploration.  Must not be added: rendering (report) or CLI 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -55,6 +56,9 @@ class CheckConfig:
     resume: dict[str, Any] | None = None   # DPOR: a loaded checkpoint (--resume)
     checkpoint_seconds: float = float(os.environ.get("FAULTLINE_CHECKPOINT_SECONDS", "30"))
     race_detect: bool = False      # check the locking discipline (--race-detect)
+    # DPOR: cut runs at states explored completely before (--cache-states); always
+    # source-DPOR (docs/state-caching.md).
+    cache_states: bool = False
 
 
 @dataclass(slots=True)
@@ -122,6 +126,7 @@ class ScenarioResult:
     bound_reason: str | None = None     # why the scenario's stated bound is enough
     traces: int | None = None           # DPOR: distinct traces run (progress figure; not
                                         # in JSON, a resumed run counts only its own part)
+    cache_hits: int | None = None       # DPOR with cache_states: runs cut at a cached state
 
     def to_json(self) -> dict[str, object]:
         """The --json form (no wall time: output must be byte-identical across runs)."""
@@ -133,6 +138,8 @@ class ScenarioResult:
             "bound_reason": self.bound_reason,
             "coverage": dict(sorted(self.coverage.items())),
         }
+        if self.cache_hits is not None:       # only with --cache-states: older output unchanged
+            out["cache_hits"] = self.cache_hits
         if self.counterexample is not None:
             ce = self.counterexample
             out["counterexample"] = {"seed": ce.seed, "schedule": ce.schedule,
@@ -142,6 +149,9 @@ class ScenarioResult:
 
 STRATEGIES = ("random", "pct", "dpor")
 DPOR_FLAVOURS = ("optimal", "source")
+# --cache-states keys every 4th scheduling point: a key costs as much as 20 to 40 model steps, and a
+# converging run goes on at most 3 steps before it is cut (docs/state-caching.md).
+CACHE_STRIDE = 4
 
 
 def make_strategy(name: str, seed: str, depth: int = 3, k: int = 2000) -> Strategy:
@@ -174,6 +184,13 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
     if cfg.dpor not in DPOR_FLAVOURS:
         raise ValueError(f"unknown DPOR flavour {cfg.dpor!r}; this version knows: "
                          f"{', '.join(DPOR_FLAVOURS)}")
+    if cfg.cache_states and cfg.dpor == "optimal":
+        # State caching runs source-DPOR; the checkpoint must say so, or a resume
+        # without --cache-states would read its backtrack sets as wakeup trees.
+        if cfg.resume is not None and cfg.resume.get("dpor") == "optimal":
+            raise ValueError("this checkpoint is of optimal DPOR, which --cache-states "
+                             "cannot continue (it runs source-DPOR): resume without it")
+        cfg = dataclasses.replace(cfg, dpor="source")
     t0 = time.perf_counter()
     bounds, reason = dpor_bounds(scenario, cfg)
     ck = _Checkpointer(scenario, cfg, bounds)
@@ -200,8 +217,10 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
         ck.bound_index = k
         r = dpor.explore(make, bound=bounds[k], max_executions=cfg.max_executions,
                          optimal=cfg.dpor == "optimal", between=between,
-                         resume=ck.resume_point() if k == ck.start else None)
+                         resume=ck.resume_point() if k == ck.start else None,
+                         cache_states=cfg.cache_states, cache_stride=CACHE_STRIDE)
         ck.fold(runs)
+        total.cache_hits += r.cache_hits
         total.executions += r.executions
         total.sleep_blocked += r.sleep_blocked
         total.steps += r.steps
@@ -223,7 +242,8 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
                           exhaustive=total.exhaustive and ce is None,
                           preemption_bound=total.preemption_bound,
                           sleep_blocked=total.sleep_blocked, bound_reason=reason,
-                          traces=len(traces))
+                          traces=len(traces),
+                          cache_hits=total.cache_hits if cfg.cache_states else None)
 
 
 def dpor_status(name: str, res: dpor.DporResult) -> str:
