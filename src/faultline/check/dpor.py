@@ -430,7 +430,7 @@ def _add_summary_backtracks(nodes: list[Node], steps: list[Step],
         # its pending op and the rest follow it; what else orders them is unknown, so
         # this finds every race the cut-off runs had, and maybe more.
         pa = pend.get(p)
-        if pa is not None and acc[:len(pa)] != pa:
+        if pa is not None and acc[:len(pa)] != pa and not _unstable(pa):
             c = dict(after[p])           # not p's first event: it follows the pending op
         else:
             k = src.get(p)
