@@ -386,3 +386,20 @@ def test_check_race_detect_passes_the_catalog_scenario_and_says_so() -> None:
     res = run("check", "rw-race-top", "--race-detect", "--runs", "5", "--jobs", "1")
     assert res.exit_code == 0, res.output
     assert " race-detect " in res.stdout.splitlines()[0]
+
+
+def test_check_cache_states_reports_cut_runs_and_the_same_verdict() -> None:
+    plain = json.loads(run("check", "wire-vs-fault", "--strategy", "dpor", "--preemptions",
+                           "1", "--json").stdout)["results"][0]
+    res = run("check", "wire-vs-fault", "--strategy", "dpor", "--preemptions", "1",
+              "--cache-states", "--json")
+    assert res.exit_code == 0, res.output
+    cached = json.loads(res.stdout)["results"][0]
+    assert "cache_hits" not in plain and cached["cache_hits"] > 0
+    assert cached["verdict"] == plain["verdict"] == "pass" and cached["exhaustive"]
+    assert set(cached["coverage"]) == set(plain["coverage"])
+    assert cached["executions"] < plain["executions"]
+    text = run("check", "wire-vs-fault", "--strategy", "dpor", "--preemptions", "1",
+               "--cache-states")
+    assert "cache-states (source DPOR)" in text.stdout.splitlines()[0]
+    assert "cut at cached states" in text.stdout

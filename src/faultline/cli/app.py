@@ -494,6 +494,11 @@ def check(
         help="Also check the locking discipline: every plain access to a model field must "
              "be ordered by a lock, busy or wakeup against conflicting ones (happens-"
              "before); a data race is a violation.")] = False,
+    cache_states: Annotated[bool, typer.Option(
+        "--cache-states",
+        help="DPOR: stop a run at a state whose whole subtree an earlier run explored "
+             "(canonical state digests; source-DPOR only; docs/state-caching.md says when "
+             "this stays sound).")] = False,
 ) -> None:
     """Check scenarios: run seeded executions and look for a violated property."""
     out = _out()
@@ -502,7 +507,7 @@ def check(
                           seed=seed, every_step=every_step, depth=depth, dpor=_dpor(dpor),
                           preemptions=_preemptions(preemptions),
                           max_executions=max_executions, shrink=shrink,
-                          race_detect=race_detect)
+                          race_detect=race_detect, cache_states=cache_states)
         if resume is not None:
             cfg, names, everything, jobs = _from_checkpoint(resume, cfg)
         elif state is not None:
@@ -519,7 +524,8 @@ def check(
             pct = f" depth={cfg.depth}" if cfg.strategy == "pct" else ""
             if cfg.strategy == "dpor":
                 pct = (f" dpor={cfg.dpor} preemptions={preemptions or 'scenario'}"
-                       f" max_executions={cfg.max_executions or 'none'}")
+                       f" max_executions={cfg.max_executions or 'none'}"
+                       f"{' cache-states (source DPOR)' if cfg.cache_states else ''}")
             if cfg.strategy == portfolio.NAME:
                 pct = f" {portfolio.describe(cfg)}"
             _say(out, f"faultline check: policy={cfg.policy} strategy={cfg.strategy}{pct} "

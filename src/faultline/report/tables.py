@@ -193,6 +193,8 @@ def explored(r: ScenarioResult) -> str:
     if r.bound_reason is not None:
         bound += " (stated)"
     blocked = f", {r.sleep_blocked} sleep-blocked" if r.sleep_blocked else ""
+    if r.cache_hits:
+        blocked += f", {r.cache_hits} cut at cached states"
     return f"every trace{bound}{blocked}"
 
 
