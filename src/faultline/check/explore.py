@@ -197,10 +197,7 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
     runs: list[Coverage] = []
 
     def make(rec: Hooks) -> Execution:
-        ex, cov, _ = build_execution(scenario, cfg.policy, rec, [rec],  # type: ignore[arg-type]
-                                     every_step=cfg.every_step, npv_locks=cfg.npv_locks,
-                                     race_detect=cfg.race_detect)
-        _skip_replayed_checks(ex, rec.prefix_len)  # type: ignore[attr-defined]
+        ex, cov = dpor_execution(scenario, cfg, rec)
         runs.append(cov)
         if progress is not None:
             progress(1)
@@ -264,12 +261,19 @@ def dpor_bounds(scenario: Scenario, cfg: CheckConfig) -> tuple[list[int | None],
     return [None], None
 
 
-def _skip_replayed_checks(ex: Execution, prefix_len: int) -> None:
-    # The first prefix_len - 1 steps of a DPOR run replay events an earlier run made
-    # from the same state and checked after each step; only the end state is rechecked.
+def dpor_execution(scenario: Scenario, cfg: CheckConfig, rec: Hooks
+                   ) -> tuple[Execution, Coverage]:
+    """One DPOR run's execution (`rec` is dpor's path recorder, its strategy and first
+    observer) and its coverage.  The first prefix_len - 1 steps replay events an earlier
+    run made from the same states and checked after each step, so the structure checker
+    skips them (the end state is still checked).  Run it inside logging_accesses()."""
+    ex, cov, _ = build_execution(scenario, cfg.policy, rec, [rec],  # type: ignore[arg-type]
+                                 every_step=cfg.every_step, npv_locks=cfg.npv_locks,
+                                 race_detect=cfg.race_detect)
     for o in ex.observers:
         if isinstance(o, StructureChecker):
-            o.checked_from = max(prefix_len - 1, 0)
+            o.checked_from = max(rec.prefix_len - 1, 0)  # type: ignore[attr-defined]
+    return ex, cov
 
 
 class _Checkpointer:
@@ -447,5 +451,5 @@ def counterexample_dot(scenario: Scenario, record: RunRecord, every_step: bool =
 
 
 __all__ = ["CheckConfig", "NotModelled", "RunResult", "ScenarioResult", "build_execution",
-           "check_scenario", "counterexample_dot", "minimise", "replay", "run_once",
-           "schedule_to_str"]
+           "check_scenario", "counterexample_dot", "dpor_execution", "minimise", "replay",
+           "run_once", "schedule_to_str"]

@@ -42,8 +42,7 @@ from faultline.check.coverage import Coverage, tally
 from faultline.check.explore import (
     CheckConfig,
     ScenarioResult,
-    _skip_replayed_checks,
-    build_execution,
+    dpor_execution,
     minimise,
 )
 from faultline.check.runners import Ordered, Runner
@@ -141,10 +140,7 @@ def dpor_slice(scenario: Scenario, cfg: CheckConfig, bounds: tuple[int | None, .
     runs: list[Coverage] = []
 
     def make(rec: Hooks) -> Execution:
-        ex, cov, _ = build_execution(scenario, cfg.policy, rec, [rec],  # type: ignore[arg-type]
-                                     every_step=cfg.every_step, npv_locks=cfg.npv_locks,
-                                     race_detect=cfg.race_detect)
-        _skip_replayed_checks(ex, rec.prefix_len)  # type: ignore[attr-defined]
+        ex, cov = dpor_execution(scenario, cfg, rec)
         runs.append(cov)
         return ex
     k, nodes = cursor.bound_index, cursor.nodes
