@@ -73,7 +73,8 @@ class RunResult:
 
 def build_execution(scenario: Scenario, policy: str, strategy: Strategy,
                     first: list[Hooks], *, every_step: bool = True, npv_locks: int = 8,
-                    race_detect: bool = False) -> tuple[Execution, Coverage, MemoryOracle]:
+                    race_detect: bool = False, checked_from: int = 0
+                    ) -> tuple[Execution, Coverage, MemoryOracle]:
     """A fresh execution of `scenario` with every verdict observer attached after the
     observers in `first` (a trace recorder, a DPOR path...), ready to run.  With
     `race_detect` the race detector comes first among them (a race is the root cause of
@@ -84,7 +85,7 @@ def build_execution(scenario: Scenario, policy: str, strategy: Strategy,
     oracle = MemoryOracle(scenario, lambda proc, va: explain_va(vm, proc, va))
     race: list[Hooks] = [RaceDetector()] if race_detect else []
     observers: list[Hooks] = [*first, *race, oracle, cov, Witness(),
-                              StructureChecker(vm, every_step)]
+                              StructureChecker(vm, every_step, checked_from)]
     ex = Execution(strategy, observers, scenario.step_bound)
     ex.spawn("setup", "-", world.setup())
     return ex, cov, oracle
@@ -269,10 +270,8 @@ def dpor_execution(scenario: Scenario, cfg: CheckConfig, rec: Hooks
     skips them (the end state is still checked).  Run it inside logging_accesses()."""
     ex, cov, _ = build_execution(scenario, cfg.policy, rec, [rec],  # type: ignore[arg-type]
                                  every_step=cfg.every_step, npv_locks=cfg.npv_locks,
-                                 race_detect=cfg.race_detect)
-    for o in ex.observers:
-        if isinstance(o, StructureChecker):
-            o.checked_from = max(rec.prefix_len - 1, 0)  # type: ignore[attr-defined]
+                                 race_detect=cfg.race_detect,
+                                 checked_from=max(rec.prefix_len - 1, 0))  # type: ignore[attr-defined]
     return ex, cov
 
 

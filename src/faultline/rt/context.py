@@ -44,13 +44,19 @@ def atomic_store(obj: Any, field: str, value: Any) -> None:
     point (FreeBSD atomic_store/atomic_swap on a field that code holding different locks
     also writes, e.g. vm_page_bits_swap on a page's dirty bits).  DPOR sees it as a write
     of the step; race detection as an atomic write with acquire and release on `obj`."""
+    _log_write(obj, field, INLINE_ATOMIC)
+    object.__setattr__(obj, field, value)
+
+
+def _log_write(obj: Any, field: str, kind: Any) -> None:
+    # A write for the DPOR footprint and, in race detection, for the access log
+    # (`kind`: True plain, INLINE_ATOMIC atomic), sited at the model code that made it.
     log = footprint_log
     if log is not None:
         log.append((key_of(obj), "w"))
     acc = access_log
     if acc is not None:
-        acc.append((obj, field, INLINE_ATOMIC, _site(sys._getframe(1))))
-    object.__setattr__(obj, field, value)
+        acc.append((obj, field, kind, _site(sys._getframe(2))))
 
 
 def key_of(obj: Any) -> Any:
@@ -157,12 +163,7 @@ def _site(f: FrameType | None) -> tuple[CodeType, int] | None:
 
 
 def _logged_setattr(self: Any, name: str, value: Any) -> None:
-    log = footprint_log
-    if log is not None:
-        log.append((key_of(self), "w"))
-    acc = access_log
-    if acc is not None:
-        acc.append((self, name, True, _site(sys._getframe(1))))
+    _log_write(self, name, True)
     object.__setattr__(self, name, value)
 
 
