@@ -166,7 +166,15 @@ class Execution:
         self.sleepq: dict[int, deque[Thread]] = {}   # keyed by id(chan): lookups only
         self.current: Thread | None = None
         self._site_observers = [o for o in self.observers if o.wants_sites]
+        # The hooks observers override, bound once: most are Hooks' no-ops, which the
+        # step loop would otherwise call for every observer at every step and note.
+        self._on_stepped = _overriding(self.observers, "stepped")
+        self._on_noted = _overriding(self.observers, "noted")
+        self._on_costed = _overriding(self.observers, "costed")
+        self._on_terminated = _overriding(self.observers, "terminated")
+        self._on_acquiring = _overriding(self.observers, "acquiring")
         self._footprints = any(o.wants_footprints for o in self.observers)
+        self.records_footprints = self._footprints      # last_footprint is filled per step
         self._accesses = any(o.wants_accesses for o in self.observers)
         # With wants_accesses: the op's own field accesses (an atomic op's function, a
         # sleep check, a spawned thread's first segment) and those of the code after it.
@@ -202,17 +210,20 @@ class Execution:
     def run(self) -> Outcome:
         """Step until every thread is done or a violation ends the run."""
         outcome = Outcome(0, self.schedule)
+        threads, can_perform, choose = self.threads, self._can_perform, self.strategy.choose
         try:
             while True:
-                live = [t for t in self.threads if not t.done]
+                live = [t for t in threads if not t.done]
                 if not live:
                     break
-                enabled = self._awake([t for t in live if self._can_perform(t)])
+                enabled = [t for t in live if can_perform(t)]
+                if self._pausers:
+                    enabled = self._awake(enabled)
                 if not enabled:
                     raise Violation("deadlock", self.describe_deadlock(live))
                 if self.steps >= self.step_bound:
                     raise Violation("no-progress", self.describe_no_progress(live))
-                self.step(self.strategy.choose(self, enabled))
+                self.step(choose(self, enabled))
         except Violation as v:
             outcome.violation = v
             outcome.violation_thread = self.current.name if self.current else None
@@ -259,8 +270,8 @@ class Execution:
             else:
                 result = self._perform(t, op)
                 self._resume(t, result)
-            for o in self.observers:
-                o.stepped(self, t, op, result)
+            for stepped in self._on_stepped:
+                stepped(self, t, op, result)
         finally:
             context.current = None
             context.footprint_log = None
@@ -282,10 +293,13 @@ class Execution:
     # -- performing ops
     def _can_perform(self, t: Thread) -> bool:
         op = t.pending
-        if type(op) is ops.Acquire and not op.try_:
+        kind = type(op)
+        if kind is _Acquire:
+            if op.try_:
+                return True
             # A recursive acquisition must reach grant() and panic, not wait on itself.
             return op.lock.can_acquire(t.tid, op.mode) or op.lock.held_by(t.tid) is not None
-        if type(op) is ops.Resume:
+        if kind is _Resume:
             return t.woken
         return True
 
@@ -310,8 +324,8 @@ class Execution:
             if not op.lock.can_acquire(t.tid, op.mode):
                 return False
         else:
-            for o in self.observers:
-                o.acquiring(self, t, op)
+            for acquiring in self._on_acquiring:
+                acquiring(self, t, op)
         op.lock.grant(t.tid, op.mode)
         t.held.append(op.lock)
         return True if op.try_ else None
@@ -371,17 +385,23 @@ class Execution:
         prev = context.current
         context.current = t
         try:
-            op = t.coro.send(value)
-            while _is_inline(op, t):
+            send = t.coro.send
+            op = send(value)
+            while True:
+                inline = _INLINE.get(type(op))
+                if inline is None:
+                    inline = _is_inline(op, t)
+                if not inline:
+                    break
                 self._inline(t, op)
-                op = t.coro.send(None)
+                op = send(None)
             t.pending = op
         except StopIteration:
             t.done, t.pending = True, None
             if t.held:
                 raise Violation("panic", f"thread {t.name} exited holding {t.held}") from None
-            for o in self.observers:
-                o.terminated(self, t)
+            for terminated in self._on_terminated:
+                terminated(self, t)
         except Panic as p:
             raise Violation("panic", str(p)) from None
         except (Violation, NotModelled, FaultlineInternalError):
@@ -395,11 +415,11 @@ class Execution:
 
     def _inline(self, t: Thread, op: ops.Op) -> None:
         if type(op) is ops.Note:
-            for o in self.observers:
-                o.noted(self, t, op)
+            for noted in self._on_noted:
+                noted(self, t, op)
         elif type(op) is ops.Cost:
-            for o in self.observers:
-                o.costed(self, t, op)
+            for costed in self._on_costed:
+                costed(self, t, op)
         else:
             raise FaultlineInternalError(f"unknown inline op {op!r} from {t.name}")
 
@@ -429,6 +449,22 @@ class Execution:
                 f"{len(live)} thread(s) unfinished; busiest: {who}. Probable cause: a "
                 f"livelock (a fault restarting forever) or a bound too small for the "
                 f"scenario (raise step_bound in the scenario file)")
+
+
+_Acquire, _Resume = ops.Acquire, ops.Resume
+# Whether each op type is inline, for the resume loop's fast test; a type not listed
+# goes through _is_inline, which rejects what is not an op.
+_INLINE: dict[type, bool] = {
+    k: k.inline for k in (ops.Acquire, ops.Release, ops.Upgrade, ops.Downgrade, ops.Busy,
+                          ops.Sleep, ops.Resume, ops.Wakeup, ops.Atomic, ops.Pause,
+                          ops.Spawn, ops.Cost, ops.Note)}
+
+
+def _overriding(observers: Sequence[Hooks], hook: str) -> list[Callable[..., Any]]:
+    """`hook` bound on each observer that overrides Hooks' no-op, in observer order."""
+    default = getattr(Hooks, hook)
+    bound = [getattr(o, hook) for o in observers]
+    return [fn for fn in bound if getattr(fn, "__func__", None) is not default]
 
 
 def _is_inline(op: Any, t: Thread) -> bool:
