@@ -22,6 +22,7 @@ detection mode, check/racedetect.py, checks that assumption.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from faultline.rt import ops
@@ -39,29 +40,85 @@ _ORDER_ONLY = {("rel-x", "acq-x"), ("rel-x", "acq-s"), ("rel-s", "acq-x"), ("dgr
 def footprint(op: ops.Op | None, tid: int = -1) -> tuple[Access, ...]:
     """The accesses `op` makes when thread `tid` performs it now (a release is shared or
     exclusive according to what `tid` holds); empty for ops touching nothing shared."""
-    match op:
-        case ops.Release(lock=lk):
-            return ((key_of(lk), "rel-" + (lk.held_by(tid) or "x")),)
-        case ops.Acquire(lock=lk, mode=m, try_=tr):
-            return ((key_of(lk), ("try-" if tr else "acq-") + m),)
-        case ops.Upgrade(lock=lk):
-            return ((key_of(lk), "upg"),)
-        case ops.Downgrade(lock=lk):
-            return ((key_of(lk), "dgr"),)
-        case ops.Busy(word=w, action=a, gate=g):
-            acc: tuple[Access, ...] = ((key_of(w), a),)
-            return acc + (((key_of(g), "r"),) if g is not None else ())
-        case ops.Sleep(chan=c, interlock=il):
-            acc = ((key_of(c), "sleep"),)
-            return acc + (((key_of(il), "rel-" + (il.held_by(tid) or "x")),) if il is not None
-                          else ())
-        case ops.Resume(chan=c):
-            return ((key_of(c), "resume"),)
-        case ops.Wakeup(chan=c):
-            return ((key_of(c), "wake"),)
-        case ops.Atomic(obj=o, write=w):
-            return ((key_of(o), "w" if w else "r"),)
+    fn = _FOOTPRINTS.get(type(op))
+    if fn is None:
+        fn = _footprint_of_type(type(op))
+    return fn(op, tid)
+
+
+def _release_mode(lk: Any, tid: int) -> str:
+    return _REL_MODE[lk.held_by(tid)]
+
+
+def _fp_release(op: ops.Release, tid: int) -> tuple[Access, ...]:
+    lk = op.lock
+    return ((key_of(lk), _release_mode(lk, tid)),)
+
+
+def _fp_acquire(op: ops.Acquire, tid: int) -> tuple[Access, ...]:
+    return ((key_of(op.lock), ("try-" if op.try_ else "acq-") + op.mode),)
+
+
+def _fp_upgrade(op: ops.Upgrade, tid: int) -> tuple[Access, ...]:
+    return ((key_of(op.lock), "upg"),)
+
+
+def _fp_downgrade(op: ops.Downgrade, tid: int) -> tuple[Access, ...]:
+    return ((key_of(op.lock), "dgr"),)
+
+
+def _fp_busy(op: ops.Busy, tid: int) -> tuple[Access, ...]:
+    g = op.gate
+    if g is None:
+        return ((key_of(op.word), op.action),)
+    return ((key_of(op.word), op.action), (key_of(g), "r"))
+
+
+def _fp_sleep(op: ops.Sleep, tid: int) -> tuple[Access, ...]:
+    il = op.interlock
+    if il is None:
+        return ((key_of(op.chan), "sleep"),)
+    return ((key_of(op.chan), "sleep"), (key_of(il), _release_mode(il, tid)))
+
+
+def _fp_resume(op: ops.Resume, tid: int) -> tuple[Access, ...]:
+    return ((key_of(op.chan), "resume"),)
+
+
+def _fp_wakeup(op: ops.Wakeup, tid: int) -> tuple[Access, ...]:
+    return ((key_of(op.chan), "wake"),)
+
+
+def _fp_atomic(op: ops.Atomic, tid: int) -> tuple[Access, ...]:
+    return ((key_of(op.obj), "w" if op.write else "r"),)
+
+
+def _fp_none(op: Any, tid: int) -> tuple[Access, ...]:
     return ()
+
+
+_REL_MODE = {"x": "rel-x", "s": "rel-s", None: "rel-x"}   # held_by(tid) -> release kind
+# footprint() dispatches on the op's exact type (a match on class patterns costs an
+# isinstance test per case, and it runs for every live thread at every DPOR step).
+_FOOTPRINTS: dict[type, Callable[[Any, int], tuple[Access, ...]]] = {
+    ops.Release: _fp_release, ops.Acquire: _fp_acquire, ops.Upgrade: _fp_upgrade,
+    ops.Downgrade: _fp_downgrade, ops.Busy: _fp_busy, ops.Sleep: _fp_sleep,
+    ops.Resume: _fp_resume, ops.Wakeup: _fp_wakeup, ops.Atomic: _fp_atomic,
+    type(None): _fp_none,
+}
+
+
+def _footprint_of_type(t: type) -> Callable[[Any, int], tuple[Access, ...]]:
+    # A subclass of an op gets its base's footprint (as a class pattern would match it);
+    # anything else touches nothing shared.
+    for base in t.__mro__:
+        fn = _FOOTPRINTS.get(base)
+        if fn is not None:
+            break
+    else:
+        fn = _fp_none
+    _FOOTPRINTS[t] = fn
+    return fn
 
 
 def _pair(a: str, b: str) -> str:
@@ -75,6 +132,9 @@ def _pair(a: str, b: str) -> str:
     return "race"
 
 
+_PAIRS: dict[tuple[str, str], str] = {}     # _pair, memoised (a handful of kinds)
+
+
 def relation(fa: tuple[Access, ...], fb: tuple[Access, ...]) -> str:
     """The strongest relation between two footprints: 'race' > 'order' > 'none'."""
     best = "none"
@@ -82,7 +142,9 @@ def relation(fa: tuple[Access, ...], fb: tuple[Access, ...]) -> str:
         for kb, xb in fb:
             if ka != kb:
                 continue
-            r = _pair(xa, xb)
+            r = _PAIRS.get((xa, xb))
+            if r is None:
+                r = _PAIRS[(xa, xb)] = _pair(xa, xb)
             if r == "race":
                 return "race"
             if r == "order":

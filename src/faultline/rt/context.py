@@ -63,7 +63,10 @@ def key_of(obj: Any) -> Any:
     """A name for `obj` that is the same in every re-execution of the same schedule
     prefix: its `fl_key` (built from allocation numbers and labels), else its id()
     (only stable within one run; explorers stabilise those themselves)."""
-    k = getattr(obj, "fl_key", None)
+    try:
+        k = obj.fl_key          # cheaper than getattr(obj, "fl_key", None) when present
+    except AttributeError:
+        return id(obj)
     return k if k is not None else id(obj)
 
 
