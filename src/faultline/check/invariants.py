@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from faultline.kern.pmap import PAGE_SIZE
 from faultline.kern.vm import Vm
 from faultline.kern.vm_map import MAP_ENTRY_NEEDS_COPY, VM_PROT_WRITE, VmMap, VmMapEntry
 from faultline.kern.vm_page import VmPage
+from faultline.rt import ops
 from faultline.rt.execution import Execution, Hooks, Thread, Violation
 from faultline.rt.ops import Op
 
@@ -43,6 +45,19 @@ def chain_top(e: VmMapEntry, va: int) -> tuple[VmPage | None, str]:
     return None, " -> ".join(path)
 
 
+def _chain_top_page(e: VmMapEntry, va: int) -> VmPage | None:
+    # chain_top without the path: the check runs after every step, the path (a string
+    # per object walked) is needed only for the message of a violation.
+    obj, idx = e.object, (va - e.start) // PAGE_SIZE + e.offset   # e.pindex(va)
+    while obj is not None:
+        p = obj.pages.get(idx)
+        if p is not None and p.valid:
+            return p
+        idx += obj.backing_object_offset
+        obj = obj.backing_object
+    return None
+
+
 def _entry(m: VmMap, va: int) -> VmMapEntry | None:
     for e in m.entries:
         if e.start <= va < e.end:
@@ -52,11 +67,13 @@ def _entry(m: VmMap, va: int) -> VmMapEntry | None:
 
 def check_objects(vm: Vm) -> str | None:
     """O1, O2, O4 over live objects."""
+    objects = vm.objects
     counts: dict[int, int] = {}
-    for o in vm.objects:
-        if o.backing_object is not None:
-            counts[id(o.backing_object)] = counts.get(id(o.backing_object), 0) + 1
-    for o in vm.objects:
+    for o in objects:
+        b = o.backing_object
+        if b is not None:
+            counts[id(b)] = counts.get(id(b), 0) + 1
+    for o in objects:
         n = counts.get(id(o), 0)
         if o.shadow_count != n or len(o.shadows) != n:
             return f"{o}: shadow_count {o.shadow_count} but {n} objects shadow it (O1)"
@@ -84,19 +101,23 @@ def check_mappings(vm: Vm) -> str | None:
     for vmap in vm.maps:
         pm = vmap.pmap
         changing = vmap.lock.owner is not None
+        entries = vmap.entries
         for va, pte in pm.ptes.items():
             m = pte.page
             if m.freed or not m.valid:
                 return f"{pm.name} maps {'freed' if m.freed else 'invalid'} {m} at {va:#x}"
             if (pm, va) not in m.pv_list:
                 return f"{pm.name} maps {m} at {va:#x} without a pv entry (PV)"
-            e = _entry(vmap, va)
-            if e is None:
+            for e in entries:                       # _entry(vmap, va)
+                if e.start <= va < e.end:
+                    break
+            else:
                 if changing:
                     continue
                 return f"{pm.name} maps {m} at {va:#x}, where there is no map entry"
-            top, path = chain_top(e, va)
+            top = _chain_top_page(e, va)
             if top is not m and (top is None or not top.busy.busied()):
+                top, path = chain_top(e, va)
                 return (f"{pm.name} maps {m} at {va:#x} but the topmost valid page of its "
                         f"chain is {top} ({path}): a shadowed page stays mapped (O3)")
             if pte.writable and not changing and (
@@ -105,10 +126,12 @@ def check_mappings(vm: Vm) -> str | None:
                 return (f"{pm.name} maps {m} writable at {va:#x} but it is not a page of the "
                         f"entry's top object {e.object} (W)")
     for m in vm.pages:
-        for pm, va in m.pv_list:
-            pte = pm.ptes.get(va)
-            if pte is None or pte.page is not m:
-                return f"{m} has a pv entry for {pm.name} {va:#x} with no such PTE (PV)"
+        pv_list = m.pv_list
+        if pv_list:
+            for pm, va in pv_list:
+                pte = pm.ptes.get(va)
+                if pte is None or pte.page is not m:
+                    return f"{m} has a pv entry for {pm.name} {va:#x} with no such PTE (PV)"
     return None
 
 
@@ -120,17 +143,57 @@ def check_structure(vm: Vm) -> str | None:
 class StructureChecker(Hooks):
     """Runs check_structure after every step (or only at the end with every_step=False).
     `checked_from`: steps before this index replay a prefix already checked in an
-    earlier execution (DPOR re-executes prefixes), so they are not checked again."""
+    earlier execution (DPOR re-executes prefixes), so they are not checked again.
+
+    A step that provably left every field check_structure reads as it was is not checked
+    again when the state before it was checked and passed: the check would pass again.
+    The proof rests on the rule DPOR's soundness already needs (rt.context): model code
+    changes model state only by writes to Tracked objects or with a touch(), both in the
+    step's footprint, or through an op.  So a step qualifies when its footprint holds no
+    write and its op changes nothing the check reads (see _keeps_structure).  The
+    untracked state the check reads moves only with a logged write in the same step:
+    busy words (Busy ops, or a fresh page's xbusy next to its insertion), Ptes (under a
+    touch of the pmap), vm.objects and vm.pages (additions construct a Tracked object,
+    vm_object_terminate writes obj.type with its removal).  The one exception,
+    vmspace_teardown dropping a map from vm.maps, only removes checks whose inputs are
+    otherwise unchanged, so a passing check still passes."""
 
     def __init__(self, vm: Vm, every_step: bool = True, checked_from: int = 0) -> None:
         self.vm = vm
         self.every_step = every_step
         self.checked_from = checked_from
+        self.wants_footprints = every_step     # to see which steps wrote nothing
+        self._passed = False    # the current state was checked (or kept) and passed
 
     def stepped(self, ex: Execution, t: Thread, op: Op, result: Any) -> None:
         """Check after the step."""
-        if self.every_step and ex.steps > self.checked_from:
-            self._check()
+        if not self.every_step:
+            return
+        if ex.steps <= self.checked_from:
+            self._passed = False
+            return
+        if self._passed and ex.records_footprints and self._keeps_structure(ex, op):
+            return
+        self._passed = False
+        self._check()
+        self._passed = True
+
+    def _keeps_structure(self, ex: Execution, op: Any) -> bool:
+        # No write in the step's footprint (the op's function, the code after it, a
+        # spawned thread's first segment), and an op that changes nothing check_structure
+        # reads: not a Busy op (busy words), no lock op on a live map's lock (the check
+        # relaxes W while a map is write-locked).
+        for _, kind in ex.last_footprint:
+            if kind != "r":
+                return False
+        kind = type(op)
+        if kind in _LOCK_OPS:
+            lock = op.lock
+        elif kind is ops.Sleep:
+            lock = op.interlock
+        else:
+            return kind in _INERT_OPS
+        return lock is None or all(vmap.lock is not lock for vmap in self.vm.maps)
 
     def finished(self, ex: Execution, outcome: Any) -> None:
         """Check the final state too (unless the run already failed)."""
@@ -144,6 +207,13 @@ class StructureChecker(Hooks):
         problem = check_structure(self.vm)
         if problem is not None:
             raise Violation("invariant", problem)
+
+
+# Ops whose only effect on model state is a lock's (or, for Sleep, an interlock's) state.
+_LOCK_OPS = frozenset((ops.Acquire, ops.Release, ops.Upgrade, ops.Downgrade))
+# Ops with no effect on model state beyond their footprint (Atomic's function logs its
+# writes) and the scheduler's own (sleep queues, a new thread).
+_INERT_OPS = frozenset((ops.Atomic, ops.Resume, ops.Wakeup, ops.Pause, ops.Spawn))
 
 
 def explain_va(vm: Vm, proc: str, va: int) -> str:
