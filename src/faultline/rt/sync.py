@@ -123,10 +123,15 @@ class Lock:
 
 def lock_assert(lock: Lock, what: str) -> None:
     """rw_assert/sx_assert/mtx_assert: what in {"x", "s", "held", "unheld"}."""
-    mode = lock.held_by(curtid())
-    ok = {"x": mode == "x", "s": mode == "s", "held": mode is not None,
-          "unheld": mode is None}[what]
-    kassert(ok, f"lock {lock.label} not {what}-held by thread {curtid()} (mode {mode})")
+    tid = curtid()
+    mode = lock.held_by(tid)
+    ok = mode is not None if what == "held" else mode == _ASSERTED_MODE[what]
+    if not ok:
+        # Formatted only on failure: model code asserts a lock at nearly every step.
+        raise Panic(f"lock {lock.label} not {what}-held by thread {tid} (mode {mode})")
+
+
+_ASSERTED_MODE: dict[str, str | None] = {"x": "x", "s": "s", "unheld": None}
 
 
 async def mtx_lock(m: Lock) -> None:
