@@ -1,5 +1,6 @@
 """--ray: the local pool's work units as Ray tasks give exactly the --jobs 1 results, also
-when a worker running a unit is killed (Ray re-runs the unit; nothing counts twice)."""
+when a worker running a unit is killed (Ray re-runs the unit; nothing counts twice); an
+address nothing answers at fails at once, as bad input."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import json
 import logging
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from faultline.check import ray_backend
 from faultline.check.explore import CheckConfig, ScenarioResult
 from faultline.check.parallel import check_many
 from faultline.scenario.loader import load_scenario
@@ -23,7 +28,7 @@ ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")       # ships with ray
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
              log_to_driver=False)
@@ -44,6 +49,7 @@ def tight(name: str) -> Scenario:
     return dataclasses.replace(s, step_bound=int(mean * 1.1))
 
 
+@pytest.mark.usefixtures("local_ray")
 @pytest.mark.parametrize(("names", "cfg"), [
     (["rw-race-shadow"], CheckConfig(runs=200, shrink=False)),
     (["tight:rw-race-shadow"], CheckConfig(runs=200)),
@@ -77,6 +83,7 @@ def _kill_a_running_unit(stop: threading.Event, killed: list[str]) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.usefixtures("local_ray")
 def test_a_killed_worker_is_retried_and_nothing_counts_twice() -> None:
     scen = [load_scenario("rw-race-shadow")]
     cfg = CheckConfig(runs=2000, seed=3)
@@ -93,3 +100,41 @@ def test_a_killed_worker_is_retried_and_nothing_counts_twice() -> None:
     assert killed, "no worker was caught running a unit"
     assert as_json(remote) == as_json(local)
     assert remote[0].executions == 2000 == sum(executions)
+
+
+# ---------------------------------------------------------------- unreachable addresses
+
+def test_an_unreachable_address_fails_fast_as_bad_input() -> None:
+    # A fresh process, so Ray is not already connected; ray.init would retry for minutes.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]            # closed again: nothing listens there
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    t0 = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "faultline.cli.app", "check", "cow-rename",
+                          "--runs", "5", "--ray", f"127.0.0.1:{port}"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert res.returncode == 2
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"faultline: error: cannot reach Ray at 127.0.0.1:{port}")
+    assert "connection refused" in last and "ray status" in last
+
+
+@pytest.mark.parametrize(("address", "env", "dialled"), [
+    ("ray://head:10001", None, ("head", 10001, True)),
+    ("ray://[::1]:10001", None, ("::1", 10001, True)),
+    ("auto", "ray://head:7000", ("head", 7000, True)),
+    ("auto", "10.0.0.9:6379", ("10.0.0.9", 6379, False)),
+    ("10.0.0.9:6380", None, ("10.0.0.9", 6380, False)),
+    ("anyscale://cluster", None, None),               # not ours to probe
+    ("10.0.0.9", None, None),                         # ray.init rejects it at once
+])
+def test_the_probe_dials_what_ray_init_would(monkeypatch: pytest.MonkeyPatch, address: str,
+                                             env: str | None,
+                                             dialled: tuple[str, int, bool] | None) -> None:
+    if env is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    assert ray_backend._dialled(ray, address) == dialled

@@ -1,13 +1,14 @@
 """The portfolio: several strategies on one scenario, in slices; the first violation wins.
 
 What lives here: the members (`members`: uniform random, PCT of depth 2 and 3, and
-bounded DPOR over the preemption bounds of --preemptions, default 0..2), `plan` (the
-fixed order of slices), `dpor_slice` (the DPOR member's work unit) and
-`check_portfolio`.  The budget (--runs executions in all) is dealt out in rounds; each
-round gives every member, in member order, a slice of up to SLICE executions:
+DPOR within the bounds --strategy dpor explores: --preemptions, else the scenario's
+stated bound, else unbounded; `bounds_of`), `plan` (the fixed order of slices),
+`dpor_slice` (the DPOR member's work unit) and `check_portfolio`.  The budget (--runs
+executions in all) is dealt out in rounds; each round gives every member, in member
+order, a slice of up to SLICE executions (here for a scenario that states bound 2):
 
     position  0          1          2          3           4           5  ...
-    slice     random     pct-2      pct-3      dpor-0..2   random      pct-2
+    slice     random     pct-2      pct-3      dpor-2      random      pct-2
               runs 0-19  runs 0-19  runs 0-19  20 execs    runs 20-39  runs 20-39
 
 A sampled member's run i is seeded run_seed(seed, i), as under --strategy random or
@@ -42,6 +43,7 @@ from faultline.check.coverage import Coverage, tally
 from faultline.check.explore import (
     CheckConfig,
     ScenarioResult,
+    dpor_bounds,
     dpor_execution,
     minimise,
 )
@@ -55,7 +57,6 @@ from faultline.scenario.spec import Scenario
 
 NAME = "portfolio"
 SLICE = 20                       # executions per member per round
-DEFAULT_BOUNDS = (0, 1, 2)       # the DPOR member's preemption bounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +99,22 @@ class DporSlice:
     cursor: DporCursor | None = None        # None: every bound explored, or a violation
 
 
-def bounds_of(cfg: CheckConfig) -> tuple[int | None, ...]:
-    """The DPOR member's preemption bounds (None: unbounded), from --preemptions."""
-    return cfg.preemptions if cfg.preemptions is not None else DEFAULT_BOUNDS
+def bounds_of(scenario: Scenario, cfg: CheckConfig) -> tuple[int | None, ...]:
+    """The DPOR member's preemption bounds, in turn (None: unbounded): those
+    --strategy dpor explores for `scenario`, so a proof means the same under both."""
+    return tuple(dpor_bounds(scenario, cfg)[0])
 
 
-def members(cfg: CheckConfig) -> list[Member]:
-    """The members, in the order each round runs them."""
-    b = ["unbounded" if k is None else str(k) for k in bounds_of(cfg)]
-    span = b[0] if len(b) == 1 else f"{b[0]}..{b[-1]}"
+def members(cfg: CheckConfig, scenario: Scenario | None = None) -> list[Member]:
+    """The members, in the order each round runs them.  The DPOR member is named by
+    its bounds; "dpor-scenario" (as --strategy dpor says preemptions=scenario) without
+    --preemptions or a scenario to read them from."""
+    bounds = cfg.preemptions if scenario is None else bounds_of(scenario, cfg)
+    if bounds is None:
+        span = "scenario"
+    else:
+        b = ["unbounded" if k is None else str(k) for k in bounds]
+        span = b[0] if len(b) == 1 else f"{b[0]}..{b[-1]}"
     return [Member("random", "random"), Member("pct-2", "pct", 2), Member("pct-3", "pct", 3),
             Member(f"dpor-{span}", "dpor")]
 
@@ -179,7 +187,7 @@ def check_portfolio(scenario: Scenario, cfg: CheckConfig, runner: Runner,
                     ) -> ScenarioResult:
     """Run the portfolio on `runner` and merge the slices before the first violation."""
     t0 = time.perf_counter()
-    ms, bounds = members(cfg), bounds_of(cfg)
+    ms, bounds = members(cfg, scenario), bounds_of(scenario, cfg)
     slices = plan(cfg.runs, len(ms), slice_size)
     chain = [p for p, sl in enumerate(slices) if ms[sl.member].strategy == "dpor"]
     work = Ordered(runner, len(slices))

@@ -10,17 +10,22 @@ and nothing is counted twice or lost.  Exceptions a unit raises are not retried 
 would recur) and reach the caller as the unit's own exception.  Must not be added:
 merging or scheduling (`runners.Ordered` and its callers own them), actors, shared state.
 Workers import faultline themselves: install it on every node of a cluster.
+A cluster address is probed before ray.init (`_probe`): ray.init retries an address
+nothing answers at for many minutes, so an unreachable one must fail here, at once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 MAX_RETRIES = 5
 INSTALL_HINT = "pip install 'faultline[ray]'"
+PROBE_SECONDS = 5.0      # each probe's timeout (Ray's GCS client may take ~10 s more)
 
 
 class RayError(RuntimeError):
@@ -84,9 +89,12 @@ def start_ray(jobs: int, address: str | None = None) -> Iterator[RayRunner]:
     started = not ray.is_initialized()
     if started:
         quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+        if address is not None:
+            _probe(ray, address)
         try:
             if address is None:
-                ray.init(num_cpus=jobs, include_dashboard=False, **quiet)
+                # "local", not None: None would join RAY_ADDRESS or the last `ray start`.
+                ray.init(address="local", num_cpus=jobs, include_dashboard=False, **quiet)
             else:
                 ray.init(address=address, **quiet)
         except Exception as e:
@@ -98,3 +106,77 @@ def start_ray(jobs: int, address: str | None = None) -> Iterator[RayRunner]:
     finally:
         if started:
             ray.shutdown()
+
+
+# ---------------------------------------------------------------- probing an address
+
+def _dialled(ray: Any, address: str) -> tuple[str, int, bool] | None:
+    """Where ray.init(address=address) connects: host, port, and whether that is a Ray
+    Client server (ray://) rather than a GCS.  None: Ray finds no cluster or cannot
+    parse the address, which ray.init itself reports at once."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS") or address      # as ray.init reads it
+    if "://" in address:
+        scheme, _, inner = address.partition("://")
+        client = True
+        if scheme != "ray":
+            return None
+    else:
+        client = False
+        try:
+            # Ray's own (internal) resolution: "auto" -> the running cluster,
+            # localhost -> the node's IP.
+            inner = ray._private.services.canonicalize_bootstrap_address(address)
+        except AttributeError:         # a Ray without it: dial the address as given
+            inner = address
+        except Exception:              # no cluster found, a malformed address
+            return None
+        if inner is None:
+            return None
+    host, _, port = inner.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port), client
+
+
+def _probe(ray: Any, address: str) -> None:
+    """Raise RayError unless something at `address` answers as Ray: a TCP connect, then
+    (for a GCS) Ray's own GCS client, each with a short timeout."""
+    target = _dialled(ray, address)
+    if target is None:
+        return
+    host, port, client = target
+    where = f"{host}:{port}"
+    shown = address if address.endswith(where) else f"{address} (dialled as {where})"
+    hint = ("check that the cluster is up (`ray status` on its head) and "
+            + ("runs the Ray Client server there (port 10001 by default)" if client else
+               "that ADDRESS is its GCS address, HOST:6379 by default, or ray://HOST:10001 "
+               "for Ray Client"))
+    try:
+        socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
+    except OSError as e:
+        raise RayError(f"cannot reach Ray at {shown}: {_no_connection(e, host)}; {hint}"
+                       ) from None
+    # A port that accepts connections (another service, a proxy) can still hang ray.init;
+    # Ray's internal GCS client, if this Ray has it, asks for the cluster ID as init does.
+    gcs = getattr(getattr(ray, "_raylet", None), "InnerGcsClient", None)
+    if client or gcs is None:
+        return
+    try:
+        gcs.standalone(where, None, int(PROBE_SECONDS * 1000))
+    except ray.exceptions.RpcError as e:
+        raise RayError(f"cannot reach Ray at {shown}: something accepts connections there "
+                       f"but does not answer as a Ray GCS ({e}); {hint}") from None
+    except ray.exceptions.RayError as e:        # e.g. AuthenticationError, which says what to do
+        raise RayError(f"cannot connect to Ray at {shown}: {type(e).__name__}: {e}") from None
+
+
+def _no_connection(e: OSError, host: str) -> str:
+    """Why a TCP connect failed, in words."""
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, TimeoutError):
+        return f"no answer within {PROBE_SECONDS:g} s"
+    if isinstance(e, socket.gaierror):
+        return f"cannot resolve host {host} ({e.strerror})"
+    return f"cannot connect ({type(e).__name__}: {e})"
