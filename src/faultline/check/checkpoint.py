@@ -44,7 +44,8 @@ def dump_path(nodes: list[Node]) -> list[dict[str, Any]]:
              "chosen": n.chosen, "taken": [[t, a] for t, a in sorted(n.taken.items())],
              "sleep": [[t, a] for t, a in sorted(n.sleep.items())],
              "backtrack": sorted(n.backtrack), "done": sorted(n.done),
-             "preemptions": n.preemptions, "last": n.last, "wut": _wut_out(n.wut)}
+             "preemptions": n.preemptions, "last": n.last, "wut": _wut_out(n.wut),
+             "vpre": sorted(n.vpre.items()), "cont": sorted(n.cont.items())}
             for n in nodes]
 
 
@@ -58,7 +59,9 @@ def load_path(data: list[dict[str, Any]]) -> list[Node]:
                  chosen=d["chosen"], taken={t: _acc(a) for t, a in d["taken"]},
                  sleep={t: _acc(a) for t, a in d["sleep"]}, backtrack=set(d["backtrack"]),
                  done=set(d["done"]), preemptions=d["preemptions"], last=d["last"],
-                 wut=_wut_in(d["wut"]))
+                 wut=_wut_in(d["wut"]),
+                 # Older checkpoints have neither: they kept no sleep sets under a bound.
+                 vpre=dict(d.get("vpre", [])), cont=dict(d.get("cont", [])))
         nodes.append(n)
     for n in nodes:
         if n.wut and n.wut[0].tid == n.chosen:

@@ -8,10 +8,13 @@ maximal execution E, for every race e1 < e2 it computes v = notdep(e1, E).e2 and
 an initial of v is already in backtrack(pre(E, e1)), adds one.  Sleep sets stop
 re-exploring equivalent orders; a run whose every enabled thread sleeps is
 "sleep-set blocked".  With `preemption_bound` K, schedules with more than K preemptive
-context switches are not explored (bounded POR; the bound is reported).  With
-`cache_states`, a run that reaches a state whose subtree an earlier run explored
-completely stops there, and the events of that subtree stand in for its continuation in
-the race analysis (stateful DPOR, conservative form; docs/state-caching.md).
+context switches are not explored (bounded POR; the bound is reported): racing threads
+are also tried at every earlier node within the budget (`_note_switches`), and a thread
+sleeps only while the order that ran it first costs no more preemptions
+(`_budget_sleep`).  With `cache_states`, a run that reaches a state whose subtree an
+earlier run explored completely stops there, and the events of that subtree stand in
+for its continuation in the race analysis (stateful DPOR, conservative form;
+docs/state-caching.md).
 Rule kept: the path is plain data (thread ids), so it can be checkpointed and replayed.
 Must not be added: model knowledge (footprints come from `check.dependency`).
 
@@ -57,6 +60,11 @@ class Node:
     key: bytes | None = None
     below: int = 0
     free: set[int] = field(default_factory=set)
+    # Under a preemption bound: for each sleeper, the preemptions of the order that ran
+    # it first (see _budget_sleep); and for each thread taken here, whether it could
+    # still go on after its step (so that switching away from it was a preemption).
+    vpre: dict[int, int] = field(default_factory=dict)
+    cont: dict[int, bool] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -86,6 +94,10 @@ class DporResult:
     trace_keys: set[int] = field(default_factory=set)
     explored_share: float = 0.0
     cache_hits: int = 0            # with cache_states: runs cut at a state explored before
+    # With split: the subtree's frozen path, and the branches its races asked for at
+    # those nodes as (node index, thread), left to other subtrees (check.split).
+    root: list[int] = field(default_factory=list)
+    branches: set[tuple[int, int]] = field(default_factory=set)
 
     def estimate(self) -> int:
         """Estimated executions in the whole tree (rough until most of it is done: DPOR
@@ -133,18 +145,20 @@ class _PathStrategy(Hooks):
                    if not t.done and t.pending is not None}
         if i < self.prefix_len:
             node = self.nodes[i]
+            if not node.enabled:                # a subtree's root, replayed the first time
+                _enter_root(self.nodes, i, en)
             node.enabled, node.pending = en, pending
             tid = node.chosen
         else:
             node = Node(en, pending)
             if i > 0:
                 prev = self.nodes[i - 1]
-                # Sleep sets and preemption bounds do not mix: a thread explored from an
-                # ancestor under one preemption budget may need re-exploring under
-                # another, so bounded runs go without them.
-                node.sleep = _next_sleep(prev) if self.bound is None else {}
+                node.sleep = _next_sleep(prev)
                 node.last = prev.chosen
                 node.preemptions = prev.preemptions + _is_preemption(prev, prev.chosen)
+                if self.bound is not None:
+                    prev.cont[prev.chosen] = prev.chosen in en
+                    _budget_sleep(prev, node)
                 node.wut = prev.guide if self.optimal else []
             if self.cache is not None and i % self.cache.stride == 0:
                 node.key = self._key(ex, node)
@@ -157,12 +171,13 @@ class _PathStrategy(Hooks):
 
     def _key(self, ex: Execution, node: Node) -> bytes | None:
         """The cache key of the state before node: the execution's state, the sleep set
-        with footprints, and under a bound the budget left and the thread that ran last
-        (they decide which switches count as preemptions)."""
+        with footprints, and under a bound the budget left, the thread that ran last
+        (they decide which switches count as preemptions) and the sleepers' budgets."""
         sleep = tuple(sorted(node.sleep.items()))
         if any(_unstable(acc) for _, acc in sleep):
             return None               # run-local names: not comparable across runs
-        extra = (sleep, None if self.bound is None else (node.preemptions, node.last))
+        extra = (sleep, None if self.bound is None else
+                 (node.preemptions, node.last, tuple(sorted(node.vpre.items()))))
         return state_key(ex, extra)
 
     def _extend(self, node: Node) -> int:
@@ -196,6 +211,18 @@ class _PathStrategy(Hooks):
             # model writes its step made); insert() must judge races against that.
             node.wut[0].acc = acc
         self.steps.append(Step(t.tid, acc, spawned))
+
+
+def _enter_root(nodes: list[Node], i: int, enabled: list[int]) -> None:
+    """Fill in what a root placeholder (see `explore`'s `root`) learns on first replay."""
+    node = nodes[i]
+    if node.chosen not in enabled:
+        raise ValueError(f"step {i}: thread {node.chosen} is not enabled (enabled: "
+                         f"{enabled}): the subtree's root does not replay")
+    if i > 0:
+        prev = nodes[i - 1]
+        node.last = prev.chosen
+        node.preemptions = prev.preemptions + _is_preemption(prev, prev.chosen)
 
 
 class _SleepBlocked(Exception):
@@ -235,6 +262,37 @@ def _next_sleep(prev: Node) -> dict[int, tuple[Access, ...]]:
         cands[q] = prev.taken.get(q, prev.pending.get(q, ()))
     return {q: f for q, f in cands.items()
             if q != p and q in prev.pending and not ordered(f, fp)}
+
+
+def _budget_sleep(prev: Node, node: Node) -> None:
+    """Sleep sets under a preemption bound.  A thread q asleep at `node` was explored
+    first, from an ancestor a, and every step since (w) is independent of q's next one:
+    a trace that runs q here, prefix(a).w.q.rest, is the trace of prefix(a).q.w.rest,
+    explored under q's branch if that order is within the bound.  Its preemptions are
+    counted in vpre[q] up to the end of w; it and the order here then share rest but
+    for its first switch, which costs the other order at most one preemption more (from
+    w's last thread, when that one could go on).  So q stays asleep only if that order
+    costs no more than taking q here does; else it wakes (more runs, never fewer)."""
+    p = prev.chosen
+    last_fp = node.pending.get(p, ())
+    vpre: dict[int, int] = {}
+    for q, f in node.sleep.items():
+        if q in prev.vpre:
+            # q slept at prev too: the order running it first appends p after prev.last
+            # there, a preemption if prev.last could go on (in the state with q's step
+            # taken, which an access ordered with q's may change, so then assume so).
+            back = prev.last
+            goes_on = back is not None and back != p and (
+                back in prev.enabled or ordered(f, prev.pending.get(back, ())))
+            vpre[q] = prev.vpre[q] + goes_on
+        else:
+            # q was explored from prev: the order q.p pays q's switch-in, then p's.
+            vpre[q] = prev.preemptions + _is_preemption(prev, q) + prev.cont.get(q, True)
+        could_go_on = p in node.enabled or ordered(f, last_fp)
+        if vpre[q] + could_go_on > node.preemptions + _is_preemption(node, q):
+            del vpre[q]
+    node.sleep = {q: f for q, f in node.sleep.items() if q in vpre}
+    node.vpre = vpre
 
 
 def _clocks(steps: list[Step]) -> tuple[list[dict[int, int]], dict[Any, list[int]]]:
@@ -342,6 +400,11 @@ def _add_backtracks(nodes: list[Node], steps: list[Step], clocks: list[dict[int,
             continue                          # both are pending ops: no node to change
         node = nodes[i]
         init = _initials(steps, clocks, i, j)
+        if bound is not None:
+            # Any initial of v may switch in earlier, where the budget allows, even
+            # one explored from an ancestor (maybe only within a budget that such an
+            # earlier switch would spare).
+            _note_switches(switch_in, nodes, i, init)
         if init & node.sleep.keys():
             continue
         covered = sorted(init & node.backtrack)
@@ -351,23 +414,21 @@ def _add_backtracks(nodes: list[Node], steps: list[Step], clocks: list[dict[int,
             can = sorted(q for q in init if q in node.enabled)
             chosen = can[:1] if can else list(node.enabled)   # fallback: every thread
             node.backtrack.update(chosen)
-        if bound is not None:       # even a covered reversal may be out of bound there
-            _note_switches(switch_in, nodes, i, chosen)
     if bound is not None:
         _add_switches(nodes, switch_in, bound)
 
 
 def _note_switches(switch_in: dict[int, int], nodes: list[Node], i: int,
-                   threads: list[int]) -> None:
+                   threads: set[int] | list[int]) -> None:
     """Bounded POR: a reversal at node i may cost a preemption the bound forbids, and
     even one within the bound may leave too little budget for what must follow it.  An
     equivalent order may still be within the bound if a racing thread switches in
-    earlier, where the budget allows, so the reversing threads and the thread whose
-    step is overtaken are tried at every node before i where they are enabled and
-    within the bound (`_add_switches`, once per run).  This is more conservative than
-    Coons, Musuvathi and McKinley's rule (OOPSLA 2013: also at the node that starts
-    the current block), which fuzzed programs showed incomplete here; this one missed
-    no end state on 520 of them (docs/design-notes.md 1.7)."""
+    earlier, where the budget allows.  So every initial of the reversal, and the
+    thread whose step it overtakes, is tried at every node before i where it is
+    enabled and within the bound (`_add_switches`, once per run).  Coons, Musuvathi and
+    McKinley's rule (OOPSLA 2013: the reversing thread, also at the node starting the
+    current block) missed end states on fuzzed programs here; this one missed none
+    (docs/design-notes.md 1.7)."""
     tried = {*threads, nodes[i].chosen}
     nodes[i].free |= tried          # a cached copy of node i's state must redo this
     for q in tried:
@@ -499,8 +560,8 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             stop_on_violation: bool = True, optimal: bool = False,
             resume: tuple[list[Node], DporResult, int] | None = None,
             between: Callable[[list[Node], DporResult, int], None] | None = None,
-            cache_states: bool = False, cache_limit: int = 100_000, cache_stride: int = 1
-            ) -> DporResult:
+            cache_states: bool = False, cache_limit: int = 100_000, cache_stride: int = 1,
+            root: Sequence[int] = (), split: int = 0) -> DporResult:
     """Explore the program `make` builds (a fresh Execution whose strategy and first
     observer is the given path recorder) with source-DPOR and sleep sets, or with
     optimal DPOR's wakeup trees (`optimal`; with a preemption bound the source
@@ -509,14 +570,26 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
     from such a triple.  `cache_states` prunes runs at states explored completely
     before (at most `cache_limit` remembered, keyed at every `cache_stride`-th
     scheduling point; always source-DPOR: a cut run has no event sequence to insert
-    into a wakeup tree).  A resumed exploration starts with an empty cache."""
+    into a wakeup tree).  A resumed exploration starts with an empty cache.
+
+    With `split` > 0 only one subtree is explored (check.split deals them out): the
+    path's nodes up to and including its `split`-th branching node (two or more threads
+    enabled) are frozen, following `root` and then the default choices.  Sleep sets and
+    wakeup trees stay empty there (subtrees explored elsewhere cannot be known to be
+    done), and the branches races ask for at them are returned in `branches` instead
+    of taken."""
     optimal = optimal and bound is None and not cache_states
     cache = StateCache(cache_limit, cache_stride) if cache_states else None
     res = DporResult(preemption_bound=bound)
     nodes: list[Node] = []
     prefix_len = 0
     if resume is not None:
+        if split:
+            raise ValueError("a split exploration cannot be resumed")
         nodes, res, prefix_len = resume
+    elif root:
+        nodes, prefix_len = _root_nodes(root, optimal), len(root)
+    floor = -1                             # frozen nodes (known after the first run)
     while True:
         rec = _PathStrategy(nodes, prefix_len, bound, optimal, cache)
         ex = make(rec)
@@ -555,6 +628,11 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             _add_wakeups(nodes, steps, clocks, by_key, start)
         else:
             _add_backtracks(nodes, steps, clocks, by_key, bound, start)
+        if floor < 0:
+            floor = _frozen(nodes, split, len(root))
+            res.root = [node.chosen for node in nodes[:floor]]
+        if floor:
+            _harvest(nodes[:floor], res.branches, bound)
         if cache is not None and nodes:
             # What ran below the last node: the blocked threads' next ops, and for a
             # cut run everything the cached subtree ran (and must stand in for).
@@ -569,10 +647,10 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
                     _add_switches(nodes, dict.fromkeys(sorted(hit.free), len(nodes)), bound)
         res.explored_share = _explored_share(nodes, bound)
         if optimal:
-            prefix_len = _next_branch(nodes)
+            prefix_len = _next_branch(nodes, floor)
         else:
             prefix_len = _next_prefix(nodes, bound, None if cache is None else
-                                      lambda node: _retire(nodes, node, cache))
+                                      lambda node: _retire(nodes, node, cache), floor)
         if prefix_len < 0:
             return res
         if max_executions is not None and res.executions >= max_executions:
@@ -592,6 +670,46 @@ def _retire(nodes: list[Node], node: Node, cache: StateCache) -> None:
         parent = nodes[-1]
         parent.below |= node.below
         parent.free |= node.free
+
+
+def _root_nodes(root: Sequence[int], optimal: bool) -> list[Node]:
+    """Placeholders for a subtree's root path (filled in by its first replay).  Under
+    optimal DPOR each one's wakeup tree holds just the branch taken, nested as the
+    path is, so that insertions reach the frozen nodes as they would on a real path."""
+    nodes = [Node([], {}, chosen=q) for q in root]
+    if optimal:
+        level: list[WutNode] = []
+        for node in nodes:
+            node.wut = level
+            level.append(WutNode(node.chosen, ()))
+            node.guide = level = level[0].children
+    return nodes
+
+
+def _frozen(nodes: list[Node], split: int, at_least: int) -> int:
+    """How many nodes a split exploration freezes: up to its `split`-th branching node
+    (or the whole path if it has fewer), and never fewer than the root's."""
+    if not split:
+        return 0
+    seen = 0
+    for k, node in enumerate(nodes):
+        seen += len(node.enabled) > 1
+        if seen == split:
+            return max(k + 1, at_least)
+    return len(nodes)
+
+
+def _harvest(frozen: list[Node], branches: set[tuple[int, int]], bound: int | None) -> None:
+    """Move the branches races added at frozen nodes (backtrack entries, or wakeup-tree
+    branches beside the one taken) to `branches`."""
+    for k, node in enumerate(frozen):
+        asked = node.backtrack - {node.chosen}
+        if node.wut:
+            asked |= {w.tid for w in node.wut[1:]}
+            del node.wut[1:]
+        node.backtrack = {node.chosen}
+        branches.update((k, q) for q in asked
+                        if q in node.enabled and _within_bound(node, q, bound))
 
 
 def _trace_key(steps: list[Step], clocks: list[dict[int, int]]) -> int:
@@ -622,11 +740,12 @@ def _explored_share(nodes: list[Node], bound: int | None = None) -> float:
     return share + scale
 
 
-def _next_branch(nodes: list[Node]) -> int:
+def _next_branch(nodes: list[Node], floor: int = 0) -> int:
     """Optimal DPOR: drop the explored branch at the deepest node (its thread goes to
     sleep there) and take the next branch of that node's wakeup tree; pop exhausted
-    nodes.  Returns the new path length, or -1 when everything is explored."""
-    while nodes:
+    nodes, but not the first `floor` (frozen).  Returns the new path length, or -1 when
+    everything is explored."""
+    while len(nodes) > floor:
         node = nodes[-1]
         node.done.add(node.chosen)
         if node.wut and node.wut[0].tid == node.chosen:
@@ -642,11 +761,12 @@ def _next_branch(nodes: list[Node]) -> int:
 
 
 def _next_prefix(nodes: list[Node], bound: int | None,
-                 retire: Callable[[Node], None] | None = None) -> int:
+                 retire: Callable[[Node], None] | None = None, floor: int = 0) -> int:
     """Pick the deepest node with an untried, awake backtrack choice within the bound;
     cut the path there and return its new length (-1 when the exploration is done).
-    `retire(node)` sees each node popped, after it left the path."""
-    while nodes:
+    `retire(node)` sees each node popped, after it left the path.  The first `floor`
+    nodes (frozen) are never popped."""
+    while len(nodes) > floor:
         node = nodes[-1]
         node.done.add(node.chosen)
         todo = sorted(q for q in node.backtrack - node.done - node.sleep.keys()

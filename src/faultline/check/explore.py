@@ -59,6 +59,9 @@ class CheckConfig:
     # DPOR: cut runs at states explored completely before (--cache-states); always
     # source-DPOR (docs/state-caching.md).
     cache_states: bool = False
+    # DPOR: frozen scheduling points whose subtrees are dealt out to workers (--split;
+    # check.split); None: split.AUTO_DEPTH when workers outnumber scenarios, else 0.
+    split: int | None = None
 
 
 @dataclass(slots=True)
@@ -128,6 +131,7 @@ class ScenarioResult:
     traces: int | None = None           # DPOR: distinct traces run (progress figure; not
                                         # in JSON, a resumed run counts only its own part)
     cache_hits: int | None = None       # DPOR with cache_states: runs cut at a cached state
+    subtrees: int | None = None         # DPOR split into subtrees (check.split): how many
 
     def to_json(self) -> dict[str, object]:
         """The --json form (no wall time: output must be byte-identical across runs)."""
@@ -141,6 +145,8 @@ class ScenarioResult:
         }
         if self.cache_hits is not None:       # only with --cache-states: older output unchanged
             out["cache_hits"] = self.cache_hits
+        if self.subtrees is not None:         # only when split: older output unchanged
+            out["subtrees"] = self.subtrees
         if self.counterexample is not None:
             ce = self.counterexample
             out["counterexample"] = {"seed": ce.seed, "schedule": ce.schedule,

@@ -5,10 +5,12 @@ What lives here: `check_many`, which checks a list of scenarios on this process,
 (random, pct) split each scenario's runs into chunks of consecutive run numbers
 (`units.run_chunk`); a chunk stops at its first violation, and `units.merge_runs`
 counts runs in order up to the first violating run number.  DPOR explores one scenario
-per unit (`explore.check_scenario`).  The portfolio runs its members in slices
-(`check.portfolio`).  Rule kept: results (executions, steps, coverage, counterexample)
-never depend on the runner, the number of jobs or which worker finished first: they
-are exactly what `--jobs 1` reports.  Must not be added: shared mutable state, or a
+per unit (`explore.check_scenario`), or, when there are more workers than scenarios or
+--split says so, deals each scenario's tree out as subtrees (`check.split`).  The
+portfolio runs its members in slices (`check.portfolio`).  Rule kept: results
+(executions, steps, coverage, counterexample) never depend on the runner, the number of
+jobs or which worker finished first: they are exactly what `--jobs 1` reports with the
+same split depth.  Must not be added: shared mutable state, or a
 merge that reads anything but unit return values.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from faultline.check import explore, portfolio
+from faultline.check import explore, portfolio, split
 from faultline.check.explore import CheckConfig, ScenarioResult
 from faultline.check.runners import Ordered, Runner, open_runner
 from faultline.check.units import chunks, merge_runs, run_chunk
@@ -37,7 +39,8 @@ def check_many(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int,
     if cfg.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {cfg.strategy!r}; this version knows: "
                          f"{', '.join(STRATEGIES)}")
-    if jobs <= 1 and not use_ray and cfg.strategy != portfolio.NAME:
+    if jobs <= 1 and not use_ray and cfg.strategy != portfolio.NAME and not (
+            cfg.strategy == "dpor" and split_depth(cfg, len(scenarios), 1)):
         # Through the module, so a test's monkeypatched check_scenario is the one called.
         return [explore.check_scenario(s, cfg, progress, status) for s in scenarios]
     with open_runner(jobs, use_ray, ray_address) as runner:
@@ -48,8 +51,22 @@ def check_many(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int,
         return [_sampled(runner, s, cfg, progress) for s in scenarios]
 
 
+def split_depth(cfg: CheckConfig, scenarios: int, width: int) -> int:
+    """Frozen nodes of each scenario's DPOR tree (0: one unit per scenario): --split,
+    else split.AUTO_DEPTH when workers would otherwise idle (and no checkpoint is
+    asked for: those cover one sequential exploration)."""
+    if cfg.split is not None:
+        return cfg.split
+    if cfg.state or cfg.resume is not None:
+        return 0
+    return split.AUTO_DEPTH if width > scenarios else 0
+
+
 def _dpor_each(runner: Runner, scenarios: Sequence[Scenario], cfg: CheckConfig,
                progress: Callable[[int], None] | None) -> list[ScenarioResult]:
+    depth = split_depth(cfg, len(scenarios), runner.width)
+    if depth:
+        return [split.check_split(s, cfg, runner, depth, progress) for s in scenarios]
     work = Ordered(runner, len(scenarios))
     for i, s in enumerate(scenarios):
         work.offer(i, explore.check_scenario, s, cfg)

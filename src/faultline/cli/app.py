@@ -499,6 +499,12 @@ def check(
         help="DPOR: stop a run at a state whose whole subtree an earlier run explored "
              "(canonical state digests; source-DPOR only; docs/state-caching.md says when "
              "this stays sound).")] = False,
+    split: Annotated[int | None, typer.Option(
+        "--split", min=0,
+        help="DPOR: deal each tree out to the workers as the subtrees below its first N "
+             "branching points (0: one unit per scenario; default 6 when there are more "
+             "workers than scenarios, else 0). Results depend on N, never on --jobs.")
+    ] = None,
 ) -> None:
     """Check scenarios: run seeded executions and look for a violated property."""
     out = _out()
@@ -507,7 +513,10 @@ def check(
                           seed=seed, every_step=every_step, depth=depth, dpor=_dpor(dpor),
                           preemptions=_preemptions(preemptions),
                           max_executions=max_executions, shrink=shrink,
-                          race_detect=race_detect, cache_states=cache_states)
+                          race_detect=race_detect, cache_states=cache_states, split=split)
+        if split and (state is not None or resume is not None):
+            raise BadInput("--state and --resume checkpoint one sequential exploration: "
+                           "drop --split")
         if resume is not None:
             cfg, names, everything, jobs = _from_checkpoint(resume, cfg)
         elif state is not None:
@@ -525,7 +534,8 @@ def check(
             if cfg.strategy == "dpor":
                 pct = (f" dpor={cfg.dpor} preemptions={preemptions or 'scenario'}"
                        f" max_executions={cfg.max_executions or 'none'}"
-                       f"{' cache-states (source DPOR)' if cfg.cache_states else ''}")
+                       f"{' cache-states (source DPOR)' if cfg.cache_states else ''}"
+                       f"{'' if cfg.split is None else f' split={cfg.split}'}")
             if cfg.strategy == portfolio.NAME:
                 pct = f" {portfolio.describe(cfg)}"
             _say(out, f"faultline check: policy={cfg.policy} strategy={cfg.strategy}{pct} "

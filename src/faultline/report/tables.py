@@ -195,6 +195,8 @@ def explored(r: ScenarioResult) -> str:
     blocked = f", {r.sleep_blocked} sleep-blocked" if r.sleep_blocked else ""
     if r.cache_hits:
         blocked += f", {r.cache_hits} cut at cached states"
+    if r.subtrees:
+        blocked += f", {r.subtrees} subtrees"
     return f"every trace{bound}{blocked}"
 
 

@@ -1,0 +1,205 @@
+"""Work stealing inside one DPOR tree: the top of the tree dealt out as subtrees.
+
+What lives here: `explore_subtree` (the work unit: DPOR below one frozen path) and
+`check_split` (deals subtrees to a runner's workers and merges them).  The first
+`depth` scheduling points of the tree are frozen.  A unit follows its root (a list of
+thread choices), extends it by the default choices to `depth` nodes, and explores
+everything below that path exactly as `dpor.explore` would.  Races that ask for a
+different thread at a frozen node are not explored there but returned as branches;
+each branch becomes a new unit, rooted at the path up to that node plus the thread.
+
+    position 0: root []        --> frozen path [0, 0, 1, 1], branches {(1, 1), (3, 0)}
+    position 1: root [0, 1]    --> frozen path [0, 1, 1, 0], branches {...}
+    position 2: root [0, 0, 1, 0] ...
+
+Frozen nodes carry no sleep sets or wakeup trees, since a subtree explored by another
+worker cannot be known to be finished, so a split exploration runs at least as many
+executions as a sequential one (redundant runs, never missing ones: the branches at a
+frozen node are the union of what every subtree's races asked for).  Units are merged
+strictly in position order, and a unit's positions are numbered as its parent is
+merged, so totals, the counterexample (the first violating unit in position order)
+and where a capped run stops never depend on the runner, the number of workers or
+timing.  They do depend on `depth`: `--split 0` is the sequential exploration.
+Two roots whose default extensions meet run the same subtree; the later one in
+position order is dropped when merged (and not offered when that is already known).
+Must not be added: shared state between units, or merging in finishing order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from faultline.check import dpor
+from faultline.check.coverage import Coverage, tally
+from faultline.check.explore import (
+    CACHE_STRIDE,
+    CheckConfig,
+    ScenarioResult,
+    dpor_bounds,
+    dpor_execution,
+    minimise,
+)
+from faultline.check.runners import Ordered, Runner
+from faultline.check.units import picklable
+from faultline.rt.context import logging_accesses
+from faultline.rt.execution import Execution, Hooks, Outcome
+from faultline.scenario.spec import Scenario
+
+# Frozen scheduling points when --split is not given and there are more workers than
+# scenarios.  Deep enough that the catalog's trees fall into tens of subtrees (a few
+# per worker), shallow enough that the runs frozen nodes cannot prune stay few.
+AUTO_DEPTH = 6
+_OPEN = 1 << 62                  # Ordered's limit while the number of units is unknown
+
+
+@dataclass(slots=True)
+class Subtree:
+    """What one unit explored: its frozen path, totals, and the branches it asks for."""
+
+    root: tuple[int, ...]
+    path: tuple[int, ...]
+    executions: int = 0
+    sleep_blocked: int = 0
+    steps: int = 0
+    cache_hits: int = 0
+    exhaustive: bool = True
+    violation: Outcome | None = None
+    coverage: dict[str, int] = field(default_factory=dict)
+    traces: set[int] = field(default_factory=set)
+    branches: list[tuple[int, int]] = field(default_factory=list)
+
+
+def explore_subtree(scenario: Scenario, cfg: CheckConfig, bound: int | None,
+                    root: tuple[int, ...], depth: int) -> Subtree:
+    """DPOR below the frozen path that starts with `root` (a unit: deterministic, its
+    return value its only effect)."""
+    runs: list[Coverage] = []
+
+    def make(rec: Hooks) -> Execution:
+        ex, cov = dpor_execution(scenario, cfg, rec)
+        runs.append(cov)
+        return ex
+    with logging_accesses(cfg.race_detect):
+        r = dpor.explore(make, bound=bound, max_executions=cfg.max_executions,
+                         optimal=cfg.dpor == "optimal", cache_states=cfg.cache_states,
+                         cache_stride=CACHE_STRIDE, root=root, split=depth)
+    coverage: dict[str, int] = {}
+    for cov in runs:
+        tally(coverage, cov.labels)
+    return Subtree(root, tuple(r.root), r.executions, r.sleep_blocked, r.steps,
+                   r.cache_hits, r.exhaustive,
+                   None if r.violation is None else picklable(r.violation),
+                   coverage, r.trace_keys, sorted(r.branches))
+
+
+def check_split(scenario: Scenario, cfg: CheckConfig, runner: Runner, depth: int,
+                progress: Callable[[int], None] | None = None) -> ScenarioResult:
+    """Explore `scenario` with its tree's first `depth` nodes split into subtrees run
+    on `runner`, for each preemption bound in turn; stop at the first violation."""
+    if cfg.state or cfg.resume is not None:
+        raise ValueError("--state/--resume checkpoint one sequential exploration: "
+                         "use --split 0 with them")
+    t0 = time.perf_counter()
+    bounds, reason = dpor_bounds(scenario, cfg)
+    total = Subtree((), ())
+    units = 0
+    bound: int | None = None
+    for bound in bounds:
+        part, n = _explore_split(scenario, cfg, runner, bound, depth, progress)
+        units += n
+        _add(total, part)
+        total.exhaustive = part.exhaustive
+        if part.violation is not None or not part.exhaustive:
+            break
+    ce = None
+    if total.violation is not None:
+        ce = minimise(scenario, cfg, total.violation, strategy="dpor", seed=None,
+                      options={"preemption_bound": bound})
+    return ScenarioResult(scenario.name, cfg.policy, "dpor",
+                          "pass" if ce is None else "violation", total.executions,
+                          total.steps, time.perf_counter() - t0, total.coverage,
+                          scenario.expect.get(cfg.policy), ce,
+                          exhaustive=total.exhaustive and ce is None,
+                          preemption_bound=bound, sleep_blocked=total.sleep_blocked,
+                          bound_reason=reason, traces=len(total.traces), subtrees=units,
+                          cache_hits=total.cache_hits if cfg.cache_states else None)
+
+
+def _explore_split(scenario: Scenario, cfg: CheckConfig, runner: Runner,
+                   bound: int | None, depth: int,
+                   progress: Callable[[int], None] | None) -> tuple[Subtree, int]:
+    """One bound: every subtree, merged in position order.  Returns the merged totals
+    (exhaustive unless a violation or the execution cap stopped it) and the number of
+    subtrees merged."""
+    work = Ordered(runner, _OPEN)
+    roots: list[tuple[int, ...]] = [()]
+    offered: set[tuple[int, ...]] = {()}
+    explored: dict[tuple[int, ...], tuple[int, ...]] = {}   # frozen path -> its root
+    work.offer(0, explore_subtree, scenario, cfg, bound, (), depth)
+    done: dict[int, Subtree] = {}
+    total = Subtree((), ())
+    merged = 0
+    for pos, sub in work.finished():
+        if progress is not None:
+            progress(sub.executions)
+        done[pos] = sub
+        while merged in done:
+            sub = done.pop(merged)
+            stop = _merge(total, sub, explored, cfg)
+            if stop:
+                work.stop_after(merged)
+                return total, len(explored)
+            for k, q in sub.branches:
+                child = (*sub.path[:k], q)
+                if child in offered or _runs_as(child, explored):
+                    continue
+                offered.add(child)
+                work.offer(len(roots), explore_subtree, scenario, cfg, bound, child, depth)
+                roots.append(child)
+            merged += 1
+            if merged == len(roots):
+                work.stop_after(merged - 1)    # the closure is complete
+                return total, len(explored)
+    raise RuntimeError("bug in faultline: split exploration ended with units unmerged")
+
+
+def _merge(total: Subtree, sub: Subtree, explored: dict[tuple[int, ...], tuple[int, ...]],
+           cfg: CheckConfig) -> bool:
+    """Fold one unit into the totals (unless its subtree ran already); True if the
+    exploration must stop here (a violation, or the execution cap reached)."""
+    if sub.path in explored:
+        return False                     # the same subtree as an earlier unit
+    explored[sub.path] = sub.root
+    _add(total, sub)
+    if sub.violation is not None:
+        total.violation, total.exhaustive = sub.violation, False
+        return True
+    if not sub.exhaustive or (cfg.max_executions is not None
+                              and total.executions >= cfg.max_executions):
+        total.exhaustive = False
+        return True
+    return False
+
+
+def _runs_as(child: tuple[int, ...], explored: dict[tuple[int, ...], tuple[int, ...]]
+             ) -> bool:
+    """Would the unit rooted at `child` extend to a frozen path already explored (by a
+    unit whose root is a prefix of child, child being a prefix of its path)?"""
+    for path, root in explored.items():
+        if len(root) <= len(child) <= len(path) and path[:len(child)] == child:
+            return True
+    return False
+
+
+def _add(total: Subtree, sub: Subtree) -> None:
+    total.executions += sub.executions
+    total.sleep_blocked += sub.sleep_blocked
+    total.steps += sub.steps
+    total.cache_hits += sub.cache_hits
+    total.traces |= sub.traces
+    for label, n in sub.coverage.items():
+        total.coverage[label] = total.coverage.get(label, 0) + n
+    if sub.violation is not None and total.violation is None:
+        total.violation = sub.violation
