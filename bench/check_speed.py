@@ -4,7 +4,8 @@ Prints, for a few catalog scenarios and for the DPOR validation suite: steps/s a
 executions/s of random sampling, source DPOR and optimal DPOR; executions explored per
 Mazurkiewicz trace (validation suite, traces counted by brute force); and the ratio of
 faultline's steps/s to a bare coroutine-stepping loop timed in the same run; and the
-speed-up of --jobs 2 over --jobs 1 on the whole catalog.
+speed-up of --jobs 2 over --jobs 1 on the whole catalog, and on one scenario's DPOR
+tree dealt out as subtrees.
 
     python bench/check_speed.py            # about a minute on 2 cores
     python bench/check_speed.py --quick    # fewer runs
@@ -118,6 +119,7 @@ def main() -> None:
     print(f"\ncatalog mean steps/s {mean:,.0f} = {100 * mean / bare:.1f}% of the bare loop")
     print()
     bench_jobs(runs)
+    bench_split(args.quick)
 
 
 def bench_jobs(runs: int) -> None:
@@ -133,6 +135,26 @@ def bench_jobs(runs: int) -> None:
         same = [r.to_json() for r in one] == [r.to_json() for r in two]
         print(f"catalog {label:22s} --jobs 1 {t1:7.2f} s  --jobs 2 {t2:7.2f} s  "
               f"speed-up {t1 / t2:.2f}x  identical results: {same}")
+
+
+def bench_split(quick: bool) -> None:
+    """One scenario's DPOR tree: --jobs 1 (one tree) against --jobs 2 (its subtrees
+    dealt out, check.split), and the split run again in this process (identical?)."""
+    import dataclasses
+
+    from faultline.check.parallel import check_many
+    from faultline.check.split import AUTO_DEPTH
+    from faultline.scenario.loader import load_scenario
+    s = load_scenario("rw-race-top")
+    cfg = CheckConfig(strategy="dpor", preemptions=(1,) if quick else None)
+    (whole,), t1 = timed(lambda: check_many([s], cfg, 1))
+    (two,), t2 = timed(lambda: check_many([s], cfg, 2))
+    (inline,), _ = timed(lambda: check_many([s], dataclasses.replace(cfg, split=AUTO_DEPTH), 1))
+    print(f"{s.name} dpor <= {whole.preemption_bound} preemptions: --jobs 1 {t1:7.2f} s "
+          f"({whole.executions:,} executions, {whole.traces:,} traces)  --jobs 2 {t2:7.2f} s "
+          f"({two.executions:,} executions in {two.subtrees} subtrees, {two.traces:,} "
+          f"traces)  speed-up {t1 / t2:.2f}x  split identical in one process: "
+          f"{inline.to_json() == two.to_json()}")
 
 
 if __name__ == "__main__":

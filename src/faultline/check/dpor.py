@@ -122,6 +122,7 @@ class _PathStrategy(Hooks):
         self.cache = cache
         self.steps: list[Step] = []
         self.serial: dict[int, int] = {}
+        self.known: dict[int, tuple[ops.Op, tuple[Access, ...]]] = {}   # tid -> (op, fp)
 
     def stable(self, acc: Any) -> tuple[Access, ...]:
         """Name objects by their order of first appearance in this run, so footprints
@@ -141,8 +142,18 @@ class _PathStrategy(Hooks):
     def choose(self, ex: Execution, enabled: Sequence[Thread]) -> Thread:
         i = ex.steps
         en = [t.tid for t in enabled]
-        pending = {t.tid: self.stable(footprint(t.pending, t.tid)) for t in ex.threads
-                   if not t.done and t.pending is not None}
+        pending: dict[int, tuple[Access, ...]] = {}
+        known = self.known
+        for t in ex.threads:
+            op = t.pending
+            if op is None or t.done:
+                continue
+            # A pending op's footprint is fixed until its thread steps (the cache
+            # holds the op, so its identity cannot be reused meanwhile).
+            hit = known.get(t.tid)
+            if hit is None or hit[0] is not op:
+                hit = known[t.tid] = (op, self.stable(footprint(op, t.tid)))
+            pending[t.tid] = hit[1]
         if i < self.prefix_len:
             node = self.nodes[i]
             if not node.enabled:                # a subtree's root, replayed the first time
@@ -517,6 +528,10 @@ def _add_summary_backtracks(nodes: list[Node], steps: list[Step],
         v = [k for k in range(i + 1, n) if not _hb(clocks, steps, i, k)]
         if v:
             init = _initials_of(steps, clocks, v)
+            if bound is not None:
+                # As _add_backtracks does, and the cut event's thread may be an
+                # initial too: any thread running below the cut may switch in earlier.
+                _note_switches(switch_in, nodes, i, init | (below & set(node.enabled)))
             if init & node.sleep.keys():
                 continue
             can = sorted(q for q in init if q in node.enabled)

@@ -440,8 +440,9 @@ def check(
     strategy: Annotated[str, typer.Option(
         help="Exploration strategy: random (uniform), pct (priority change points), "
              "dpor (systematic: one execution per Mazurkiewicz trace) or portfolio "
-             "(random, pct depth 2 and 3, and dpor bounded by --preemptions, default "
-             "0..2, in round-robin slices; the first violation wins; --runs in all).")
+             "(random, pct depth 2 and 3, and dpor bounded by --preemptions, else by the "
+             "scenario's stated bound, in round-robin slices; the first violation wins; "
+             "--runs in all).")
     ] = "random",
     dpor: Annotated[str, typer.Option(
         "--dpor", help="DPOR flavour: optimal (wakeup trees) or source (sleep sets).")
