@@ -306,15 +306,34 @@ def _budget_sleep(prev: Node, node: Node) -> None:
     node.vpre = vpre
 
 
-def _clocks(steps: list[Step]) -> tuple[list[dict[int, int]], dict[Any, list[int]]]:
+_Clocks = tuple[list[dict[int, int]], dict[Any, list[int]]]
+
+
+def _clocks(steps: list[Step], keep: int = 0, old: _Clocks | None = None) -> _Clocks:
     """Vector clocks of the happens-before order (program order + ordered accesses),
     and the steps that touched each object (ascending), so that a step is compared
-    only with the earlier steps that share an object with it."""
+    only with the earlier steps that share an object with it.  `old` is the previous
+    run's, whose first `keep` steps this run replayed unchanged: those are reused
+    (clocks are never changed once made)."""
     clocks: list[dict[int, int]] = []
     last_of: dict[int, int] = {}
     born: dict[int, int] = {}
     by_key: dict[Any, list[int]] = {}
-    for j, s in enumerate(steps):
+    first = 0
+    if old is not None and keep > 0:
+        first = min(keep, len(old[0]))
+        clocks = old[0][:first]
+        for j in range(first):
+            s = steps[j]
+            last_of[s.tid] = j
+            if s.spawned is not None:
+                born[s.spawned] = j
+        for k, lst in old[1].items():
+            n = bisect_left(lst, first)
+            if n:
+                by_key[k] = lst[:n]
+    for j in range(first, len(steps)):
+        s = steps[j]
         c: dict[int, int] = {}
         src = last_of.get(s.tid, born.get(s.tid))
         if src is not None:
@@ -605,6 +624,7 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
     elif root:
         nodes, prefix_len = _root_nodes(root, optimal), len(root)
     floor = -1                             # frozen nodes (known after the first run)
+    old: _Clocks | None = None             # the previous run's clocks
     while True:
         rec = _PathStrategy(nodes, prefix_len, bound, optimal, cache)
         ex = make(rec)
@@ -620,7 +640,8 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
                    if not t.done and t.pending is not None]
         res.steps += len(rec.steps)
         steps = rec.steps + pending
-        clocks, by_key = _clocks(steps)
+        # The replayed prefix's steps are the previous run's (see _races).
+        clocks, by_key = old = _clocks(steps, max(prefix_len - 1, 0), old)
         if hit is not None:
             res.cache_hits += 1
             if keep_schedules:
