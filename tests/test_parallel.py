@@ -13,7 +13,6 @@ from faultline.check import portfolio
 from faultline.check.explore import CheckConfig, replay
 from faultline.check.parallel import check_many
 from faultline.cli.app import app
-from faultline.kern import policy as P
 from faultline.scenario.loader import load_scenario
 
 
@@ -31,18 +30,6 @@ def test_dpor_results_do_not_depend_on_jobs() -> None:
     scen = [load_scenario("collapse-bypass"), load_scenario("zero-fill-parallel")]
     cfg = CheckConfig(strategy="dpor", preemptions=(0, 1), max_executions=300)
     assert as_json(check_many(scen, cfg, 1)) == as_json(check_many(scen, cfg, 2))
-
-
-@pytest.fixture
-def rename_sbusied() -> object:
-    class RenameSbusied(P.SbusyPolicy):
-        name = "test-par-rename-sbusied"
-
-        def vm_fault_cow_may_rename(self, fs: object) -> bool:
-            return True
-    P.POLICIES[RenameSbusied.name] = RenameSbusied
-    yield RenameSbusied.name
-    del P.POLICIES[RenameSbusied.name]
 
 
 def test_a_violation_found_with_two_jobs_is_the_one_jobs_one_finds(rename_sbusied: str

@@ -14,7 +14,6 @@ from faultline.check.parallel import check_many
 from faultline.check.runners import InlineRunner, open_runner
 from faultline.check.split import check_split
 from faultline.check.validation import PROGRAMS, _Follow, execution, trace_key
-from faultline.kern import policy as P
 from faultline.scenario.loader import load_scenario
 
 
@@ -96,18 +95,6 @@ def test_two_jobs_split_one_scenario_and_jobs_one_with_split_agrees() -> None:
     assert _as_json(one[0]) == _as_json(two[0])
     plain = check_many(s, cfg, 1)[0]
     assert plain.subtrees is None and plain.traces == two[0].traces
-
-
-@pytest.fixture
-def rename_sbusied() -> object:
-    class RenameSbusied(P.SbusyPolicy):
-        name = "test-split-rename-sbusied"
-
-        def vm_fault_cow_may_rename(self, fs: object) -> bool:
-            return True
-    P.POLICIES[RenameSbusied.name] = RenameSbusied
-    yield RenameSbusied.name
-    del P.POLICIES[RenameSbusied.name]
 
 
 def test_a_violation_in_a_subtree_is_the_same_for_any_jobs_and_replays(rename_sbusied: str
