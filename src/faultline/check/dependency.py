@@ -18,6 +18,7 @@ detection mode, check/racedetect.py, checks that assumption.)
     busy W:  trys || trys, sunbusy || sunbusy independent; else race
     chan C:  sleep, resume, wake: wake -> resume ordered; wake || wake; else race
     obj O:   r || r independent; else race
+    pause:   races with every step of every other thread (see TICK)
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ _INDEPENDENT = {("acq-s", "acq-s"), ("rel-s", "rel-s"), ("rel-s", "acq-s"),
                 ("wake", "wake")}
 _ORDER_ONLY = {("rel-x", "acq-x"), ("rel-x", "acq-s"), ("rel-s", "acq-x"), ("dgr", "acq-s"),
                ("wake", "resume")}
+
+
+# pause() waits until every thread that could run when it paused has stepped
+# (rt.execution), so what a Pause does depends on every other thread's state, and each
+# of their steps afterwards may be the one that lets the pauser go on.  Its footprint
+# names TICK, and a footprint naming TICK races with every footprint (check.dpor also
+# compares it with every step, not only with steps sharing an object).
+TICK = "pause-tick"
 
 
 def footprint(op: ops.Op | None, tid: int = -1) -> tuple[Access, ...]:
@@ -93,6 +102,10 @@ def _fp_atomic(op: ops.Atomic, tid: int) -> tuple[Access, ...]:
     return ((key_of(op.obj), "w" if op.write else "r"),)
 
 
+def _fp_pause(op: ops.Pause, tid: int) -> tuple[Access, ...]:
+    return ((TICK, "pause"),)
+
+
 def _fp_none(op: Any, tid: int) -> tuple[Access, ...]:
     return ()
 
@@ -104,7 +117,7 @@ _FOOTPRINTS: dict[type, Callable[[Any, int], tuple[Access, ...]]] = {
     ops.Release: _fp_release, ops.Acquire: _fp_acquire, ops.Upgrade: _fp_upgrade,
     ops.Downgrade: _fp_downgrade, ops.Busy: _fp_busy, ops.Sleep: _fp_sleep,
     ops.Resume: _fp_resume, ops.Wakeup: _fp_wakeup, ops.Atomic: _fp_atomic,
-    type(None): _fp_none,
+    ops.Pause: _fp_pause, type(None): _fp_none,
 }
 
 
@@ -137,6 +150,8 @@ _PAIRS: dict[tuple[str, str], str] = {}     # _pair, memoised (a handful of kind
 
 def relation(fa: tuple[Access, ...], fb: tuple[Access, ...]) -> str:
     """The strongest relation between two footprints: 'race' > 'order' > 'none'."""
+    if (fa and fa[0][0] == TICK) or (fb and fb[0][0] == TICK):
+        return "race"               # a Pause leads its step's footprint
     best = "none"
     for ka, xa in fa:
         for kb, xb in fb:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faultline.check.dependency import Access, footprint, ordered, races
+from faultline.check.dependency import TICK, Access, footprint, ordered, races
 from faultline.check.statecache import CacheEntry, StateCache, state_key
 from faultline.check.wakeup import Event, WutNode, insert, weak_initial
 from faultline.rt import ops
@@ -355,13 +355,20 @@ def _clocks(steps: list[Step], keep: int = 0, old: _Clocks | None = None) -> _Cl
 
 
 def _sharing(by_key: dict[Any, list[int]], acc: tuple[Access, ...], j: int) -> list[int]:
-    """Steps before j that touched an object of `acc`, latest first."""
+    """Steps before j that touched an object of `acc`, latest first; a Pause step and
+    every other step count as sharing (dependency.TICK)."""
+    if acc and acc[0][0] == TICK:
+        return list(range(j - 1, -1, -1))
     found: list[int] = []
     for k, _ in acc:
         lst = by_key.get(k)
         if lst:
             found.extend(lst[:bisect_left(lst, j)])
-    if len(acc) > 1:
+    ticks = by_key.get(TICK)
+    if ticks and ticks[0] < j:
+        found.extend(ticks[:bisect_left(ticks, j)])
+        found = sorted(set(found))
+    elif len(acc) > 1:
         found = sorted(set(found))
     found.reverse()
     return found
