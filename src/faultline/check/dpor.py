@@ -671,11 +671,6 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             _add_wakeups(nodes, steps, clocks, by_key, start)
         else:
             _add_backtracks(nodes, steps, clocks, by_key, bound, start)
-        if floor < 0:
-            floor = _frozen(nodes, split, len(root))
-            res.root = [node.chosen for node in nodes[:floor]]
-        if floor:
-            _harvest(nodes[:floor], res.branches, bound)
         if cache is not None and nodes:
             # What ran below the last node: the blocked threads' next ops, and for a
             # cut run everything the cached subtree ran (and must stand in for).
@@ -688,6 +683,12 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
                                         cache.unmask(hit.below), bound)
                 if bound is not None:
                     _add_switches(nodes, dict.fromkeys(sorted(hit.free), len(nodes)), bound)
+        if floor < 0:
+            floor = _frozen(nodes, split, len(root))
+            res.root = [node.chosen for node in nodes[:floor]]
+        if floor:
+            # After every analysis above: all a run asked of the frozen nodes moves out.
+            _harvest(nodes[:floor], res.branches, bound)
         res.explored_share = _explored_share(nodes, bound)
         if optimal:
             prefix_len = _next_branch(nodes, floor)

@@ -174,7 +174,7 @@ def _merge(total: Subtree, sub: Subtree, explored: dict[tuple[int, ...], tuple[i
     explored[sub.path] = sub.root
     _add(total, sub)
     if sub.violation is not None:
-        total.violation, total.exhaustive = sub.violation, False
+        total.exhaustive = False
         return True
     if not sub.exhaustive or (cfg.max_executions is not None
                               and total.executions >= cfg.max_executions):
