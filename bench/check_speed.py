@@ -3,8 +3,9 @@
 Prints, for a few catalog scenarios and for the DPOR validation suite: steps/s and
 executions/s of random sampling, source DPOR and optimal DPOR; executions explored per
 Mazurkiewicz trace (validation suite, traces counted by brute force); and the ratio of
-faultline's steps/s to a bare coroutine-stepping loop timed in the same run; and the
-speed-up of --jobs 2 over --jobs 1 on the whole catalog, and on one scenario's DPOR
+faultline's steps/s to a bare coroutine-stepping loop timed in the same run, next to the
+model floor (the same scenarios with every check taken away), which bounds that ratio;
+and the speed-up of --jobs 2 over --jobs 1 on the whole catalog, and on one scenario's DPOR
 tree dealt out as subtrees.
 
     python bench/check_speed.py            # about a minute on 2 cores
@@ -58,6 +59,27 @@ def bare_loop(steps: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
+def model_floor(runs: int) -> float:
+    """Steps per second of the catalog scenarios with every check taken away: the model
+    code and the runtime's step loop, one seeded uniform choice per step, no observers
+    (no invariants, oracle, coverage, witness or DPOR).  No strategy can beat it, so
+    floor / bare bounds what faultline's steps/s can reach as a share of the bare loop
+    while the model stays as it is."""
+    from faultline.check.strategies import RandomStrategy, run_seed
+    from faultline.rt.execution import Execution
+    from faultline.scenario.world import World
+    steps, secs = 0, 0.0
+    for name in SCENARIOS:
+        s = load_scenario(name)
+        for i in range(runs):
+            ex = Execution(RandomStrategy(run_seed(1, i)), [], s.step_bound)
+            t0 = time.perf_counter()
+            ex.spawn("setup", "-", World(s, "sbusy").setup())
+            steps += ex.run().steps
+            secs += time.perf_counter() - t0
+    return steps / secs
+
+
 def row(name: str, how: str, execs: int, steps: int, secs: float, extra: str = "") -> None:
     print(f"{name:34s} {how:16s} {execs:8d} {steps:10d} {secs:8.2f} "
           f"{execs / secs:10.0f} {steps / secs:10.0f}  {extra}")
@@ -68,13 +90,14 @@ def header() -> None:
           f"{'execs/s':>10s} {'steps/s':>10s}")
 
 
-def bench_catalog(runs: int, cap: int) -> list[float]:
-    rates = []
+def bench_catalog(runs: int, cap: int) -> dict[str, list[float]]:
+    """steps/s per scenario, by strategy (random, dpor source, dpor optimal)."""
+    rates: dict[str, list[float]] = {}
     for name in SCENARIOS:
         s = load_scenario(name)
         r, secs = timed(lambda s=s: check_scenario(s, CheckConfig(runs=runs)))
         row(name, "random", r.executions, r.steps, secs)
-        rates.append(r.steps / secs)
+        rates.setdefault("random", []).append(r.steps / secs)
         for flavour in ("source", "optimal"):
             cfg = CheckConfig(strategy="dpor", dpor=flavour, max_executions=cap,
                               preemptions=(None,))
@@ -84,7 +107,7 @@ def bench_catalog(runs: int, cap: int) -> list[float]:
             row(name, f"dpor {flavour}", res.executions, res.steps, secs,
                 f"{note}, {res.sleep_blocked} sleep-blocked, {res.traces} distinct traces, "
                 f"explored/traces {total / max(res.traces or 1, 1):.2f}")
-            rates.append(res.steps / secs)
+            rates.setdefault(f"dpor {flavour}", []).append(res.steps / secs)
     return rates
 
 
@@ -115,8 +138,15 @@ def main() -> None:
     print()
     header()
     bench_validation()
-    mean = sum(cat) / len(cat)
+    every = [r for rs in cat.values() for r in rs]
+    mean = sum(every) / len(every)
     print(f"\ncatalog mean steps/s {mean:,.0f} = {100 * mean / bare:.1f}% of the bare loop")
+    for how, rs in cat.items():
+        m = sum(rs) / len(rs)
+        print(f"  {how:12s} {m:10,.0f} steps/s = {100 * m / bare:.1f}%")
+    floor = model_floor(runs)
+    print(f"model floor (same scenarios, no checks, no DPOR) {floor:,.0f} steps/s = "
+          f"{100 * floor / bare:.1f}% of the bare loop: the ceiling for the share above")
     print()
     bench_jobs(runs)
     bench_split(args.quick)

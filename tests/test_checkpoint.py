@@ -47,6 +47,34 @@ def test_killed_run_resumes_to_the_same_totals(tmp_path: Path, extra: list[str])
     assert json.loads(resumed)["results"] == json.loads(full)["results"]
 
 
+def test_a_killed_split_run_resumes_to_the_same_totals_on_any_jobs(tmp_path: Path) -> None:
+    """--state with --jobs 2 checkpoints the split exploration (check.split) as its
+    subtrees merge; resumed with --jobs 2 or --jobs 1 it reports the totals of the
+    uninterrupted split run."""
+    base = ["check", "munmap-vs-fault", "--strategy", "dpor", "--json", "--jobs", "2",
+            "--preemptions", "0..1"]
+    full, _ = cli(*base).communicate(timeout=300)
+    assert json.loads(full)["results"][0]["subtrees"] > 1
+    state = tmp_path / "run.ckpt"
+    fast = {"FAULTLINE_CHECKPOINT_SECONDS": "0.05"}
+    p = cli(*base, "--state", str(state), env=fast)
+    deadline = time.monotonic() + 60
+    while not state.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGKILL)
+    p.communicate()
+    doc = checkpoint.read(state)
+    assert doc["split"] > 0
+    copy = tmp_path / "copy.ckpt"
+    copy.write_text(state.read_text())
+    for path, jobs in ((state, "2"), (copy, "1")):
+        resumed, err = cli("check", "--resume", str(path), "--json", "--jobs", jobs,
+                           env=fast).communicate(timeout=300)
+        assert "Traceback" not in err
+        assert json.loads(resumed)["results"] == json.loads(full)["results"]
+
+
 def test_path_round_trips_through_json() -> None:
     seen: list[list[dpor.Node]] = []
 

@@ -4,10 +4,13 @@ result depends on the split depth, never on the runner or the number of workers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
+from faultline.check import checkpoint
 from faultline.check.dpor import explore
 from faultline.check.explore import CheckConfig, check_scenario, replay
 from faultline.check.parallel import check_many
@@ -112,7 +115,34 @@ def test_a_violation_in_a_subtree_is_the_same_for_any_jobs_and_replays(rename_sb
     assert again.outcome.violation.message == ce.violation["message"]
 
 
-def test_split_refuses_checkpoints() -> None:
+def test_a_split_run_resumed_from_any_checkpoint_reaches_the_same_totals(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--state on a split exploration: resuming from a checkpoint taken after any unit
+    merged (or after a bound ended) gives the uninterrupted run's JSON."""
     s = load_scenario("rw-race-shadow")
-    with pytest.raises(ValueError, match="--split 0"):
-        check_split(s, CheckConfig(strategy="dpor", state="/tmp/x.json"), InlineRunner(), 2)
+    cfg = CheckConfig(strategy="dpor", preemptions=(0, 1), checkpoint_seconds=0.0)
+    whole = check_split(s, cfg, InlineRunner(), 3)
+    saved: list[dict[str, object]] = []
+    real = checkpoint.write_atomically
+
+    def keep(path: str, doc: dict[str, object]) -> None:
+        saved.append(json.loads(json.dumps(doc)))
+        real(path, doc)
+    monkeypatch.setattr(checkpoint, "write_atomically", keep)
+    state = str(tmp_path / "run.ckpt")
+    check_split(s, dataclasses.replace(cfg, state=state), InlineRunner(), 3)
+    assert len(saved) > 3 and checkpoint.read(state) == saved[-1]
+    assert any(d["current"] is None for d in saved[:-1])      # a bound ended midway
+    for doc in (saved[0], saved[len(saved) // 2], saved[-2], saved[-1]):
+        again = check_split(s, dataclasses.replace(cfg, state=state, resume=doc),
+                            InlineRunner(), 3)
+        assert _as_json(again) == _as_json(whole)
+
+
+def test_a_split_checkpoint_resumes_only_at_its_own_depth() -> None:
+    s = load_scenario("rw-race-shadow")
+    doc = {"scenario": s.name, "policy": "sbusy", "split": 3}
+    with pytest.raises(ValueError, match="--split 3"):
+        check_split(s, CheckConfig(strategy="dpor", resume=doc), InlineRunner(), 2)
+    with pytest.raises(ValueError, match="--split 3"):
+        check_scenario(s, CheckConfig(strategy="dpor", resume=doc))

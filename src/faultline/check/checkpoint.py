@@ -13,10 +13,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faultline.check.dpor import Node
 from faultline.check.wakeup import WutNode
+
+if TYPE_CHECKING:
+    from faultline.check.explore import CheckConfig
+    from faultline.scenario.spec import Scenario
 
 FORMAT = "faultline-dpor-checkpoint/1"
 
@@ -67,6 +71,17 @@ def load_path(data: list[dict[str, Any]]) -> list[Node]:
         if n.wut and n.wut[0].tid == n.chosen:
             n.guide = n.wut[0].children
     return nodes
+
+
+def run_header(scenario: Scenario, cfg: CheckConfig) -> dict[str, Any]:
+    """What every checkpoint records of its run, so that --resume alone re-creates it:
+    the scenario (and its file), the policy and the exploration's settings."""
+    return {"format": FORMAT, "scenario": scenario.name, "scenario_path": scenario.source,
+            "policy": cfg.policy, "dpor": cfg.dpor,
+            "preemptions": None if cfg.preemptions is None else list(cfg.preemptions),
+            "max_executions": cfg.max_executions, "every_step": cfg.every_step,
+            "npv_locks": cfg.npv_locks, "race_detect": cfg.race_detect,
+            "cache_states": cfg.cache_states}
 
 
 def write_atomically(path: str | os.PathLike[str], doc: dict[str, Any]) -> None:

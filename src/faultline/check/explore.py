@@ -300,6 +300,9 @@ class _Checkpointer:
     def _load(self, doc: dict[str, Any]) -> None:
         if doc["scenario"] != self.scenario.name or doc["policy"] != self.cfg.policy:
             raise ValueError(f"checkpoint is for {doc['scenario']} under {doc['policy']}")
+        if doc.get("split", 0):
+            raise ValueError(f"this checkpoint is of an exploration split at "
+                             f"{doc['split']} nodes: resume it with --split {doc['split']}")
         t = doc["totals"]
         self.total = dpor.DporResult(executions=t["executions"],
                                      sleep_blocked=t["sleep_blocked"], steps=t["steps"])
@@ -335,15 +338,11 @@ class _Checkpointer:
             self._save(next_index, None)
 
     def _save(self, index: int, current: dict[str, Any] | None) -> None:
-        from faultline.check.checkpoint import FORMAT, write_atomically
+        from faultline.check.checkpoint import run_header, write_atomically
         cfg = self.cfg
         done = self.total          # bounds finished so far; `current` holds the rest
         write_atomically(cfg.state, {  # type: ignore[arg-type]
-            "format": FORMAT, "scenario": self.scenario.name,
-            "scenario_path": self.scenario.source, "policy": cfg.policy, "dpor": cfg.dpor,
-            "preemptions": None if cfg.preemptions is None else list(cfg.preemptions),
-            "max_executions": cfg.max_executions, "every_step": cfg.every_step,
-            "npv_locks": cfg.npv_locks, "race_detect": cfg.race_detect,
+            **run_header(self.scenario, cfg), "split": 0,
             "bound_index": index, "coverage": self.coverage,
             "totals": {"executions": done.executions, "sleep_blocked": done.sleep_blocked,
                        "steps": done.steps},

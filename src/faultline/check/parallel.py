@@ -53,12 +53,12 @@ def check_many(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int,
 
 def split_depth(cfg: CheckConfig, scenarios: int, width: int) -> int:
     """Frozen nodes of each scenario's DPOR tree (0: one unit per scenario): --split,
-    else split.AUTO_DEPTH when workers would otherwise idle (and no checkpoint is
-    asked for: those cover one sequential exploration)."""
+    else the depth a resumed checkpoint was split at, else split.AUTO_DEPTH when
+    workers would otherwise idle."""
     if cfg.split is not None:
         return cfg.split
-    if cfg.state or cfg.resume is not None:
-        return 0
+    if cfg.resume is not None:
+        return int(cfg.resume.get("split", 0))
     return split.AUTO_DEPTH if width > scenarios else 0
 
 

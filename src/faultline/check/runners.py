@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -120,7 +122,8 @@ def open_runner(jobs: int, use_ray: bool = False, ray_address: str | None = None
         yield InlineRunner()
         return
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
     try:
         yield PoolRunner(pool, jobs)
     finally:
@@ -190,3 +193,15 @@ class Ordered:
                 break
             fn, args = self.offered.pop(p)
             self.inflight[self.runner.submit(fn, *args)] = p
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A pool worker's initializer: exit when the checking process is gone.  A run
+    killed with SIGKILL (to be resumed from --state) cannot shut its pool down, and
+    its idle workers would otherwise wait on the task queue forever, holding its
+    stdout open."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

@@ -22,6 +22,11 @@ and where a capped run stops never depend on the runner, the number of workers o
 timing.  They do depend on `depth`: `--split 0` is the sequential exploration.
 Two roots whose default extensions meet run the same subtree; the later one in
 position order is dropped when merged (and not offered when that is already known).
+With --state, the merged state is checkpointed (`_SplitCheckpoint`): the roots
+offered, the frozen paths merged and the totals, at most every checkpoint_seconds as
+units merge and when a bound ends.  Units are deterministic, so --resume re-offers
+every root not yet merged and reaches the totals of an uninterrupted run; what a worker
+had done on an unmerged unit is run again.
 Must not be added: shared state between units, or merging in finishing order.
 """
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from faultline.check import dpor
 from faultline.check.coverage import Coverage, tally
@@ -98,21 +104,23 @@ def check_split(scenario: Scenario, cfg: CheckConfig, runner: Runner, depth: int
                 progress: Callable[[int], None] | None = None) -> ScenarioResult:
     """Explore `scenario` with its tree's first `depth` nodes split into subtrees run
     on `runner`, for each preemption bound in turn; stop at the first violation."""
-    if cfg.state or cfg.resume is not None:
-        raise ValueError("--state/--resume checkpoint one sequential exploration: "
-                         "use --split 0 with them")
     t0 = time.perf_counter()
     bounds, reason = dpor_bounds(scenario, cfg)
-    total = Subtree((), ())
-    units = 0
+    ck = _SplitCheckpoint(scenario, cfg, depth)
+    total, units = ck.total, ck.units
     bound: int | None = None
-    for bound in bounds:
-        part, n = _explore_split(scenario, cfg, runner, bound, depth, progress)
+    for k in range(ck.start, len(bounds)):
+        bound = bounds[k]
+        ck.bound_index = k
+        part, n = _explore_split(scenario, cfg, runner, bound, depth, progress, ck)
         units += n
         _add(total, part)
         total.exhaustive = part.exhaustive
         if part.violation is not None or not part.exhaustive:
             break
+        ck.bound_done(k + 1, total, units)
+    if ck.start >= len(bounds):        # resumed after its last bound was done
+        bound = bounds[-1]
     ce = None
     if total.violation is not None:
         ce = minimise(scenario, cfg, total.violation, strategy="dpor", seed=None,
@@ -129,18 +137,22 @@ def check_split(scenario: Scenario, cfg: CheckConfig, runner: Runner, depth: int
 
 def _explore_split(scenario: Scenario, cfg: CheckConfig, runner: Runner,
                    bound: int | None, depth: int,
-                   progress: Callable[[int], None] | None) -> tuple[Subtree, int]:
-    """One bound: every subtree, merged in position order.  Returns the merged totals
-    (exhaustive unless a violation or the execution cap stopped it) and the number of
-    subtrees merged."""
+                   progress: Callable[[int], None] | None,
+                   ck: _SplitCheckpoint | None = None) -> tuple[Subtree, int]:
+    """One bound: every subtree, merged in position order (from where `ck` resumes
+    it, if it does).  Returns the merged totals (exhaustive unless a violation or the
+    execution cap stopped it) and the number of subtrees merged."""
     work = Ordered(runner, _OPEN)
     roots: list[tuple[int, ...]] = [()]
-    offered: set[tuple[int, ...]] = {()}
     explored: dict[tuple[int, ...], tuple[int, ...]] = {}   # frozen path -> its root
-    work.offer(0, explore_subtree, scenario, cfg, bound, (), depth)
-    done: dict[int, Subtree] = {}
     total = Subtree((), ())
     merged = 0
+    if ck is not None and ck.current is not None:
+        roots, explored, total, merged = ck.take_current()
+    offered = set(roots)
+    for pos in range(merged, len(roots)):
+        work.offer(pos, explore_subtree, scenario, cfg, bound, roots[pos], depth)
+    done: dict[int, Subtree] = {}
     for pos, sub in work.finished():
         if progress is not None:
             progress(sub.executions)
@@ -162,6 +174,8 @@ def _explore_split(scenario: Scenario, cfg: CheckConfig, runner: Runner,
             if merged == len(roots):
                 work.stop_after(merged - 1)    # the closure is complete
                 return total, len(explored)
+        if ck is not None:
+            ck.maybe_save(roots, explored, total, merged)
     raise RuntimeError("bug in faultline: split exploration ended with units unmerged")
 
 
@@ -203,3 +217,76 @@ def _add(total: Subtree, sub: Subtree) -> None:
         total.coverage[label] = total.coverage.get(label, 0) + n
     if sub.violation is not None and total.violation is None:
         total.violation = sub.violation
+
+
+class _SplitCheckpoint:
+    """--state / --resume for a split exploration.  The file records the run (as every
+    checkpoint does, checkpoint.run_header), the split depth, the totals of the bounds
+    finished, and for the bound in progress its roots in position order, the frozen
+    paths merged (with their roots), how many units merged and their totals.  Traces
+    are not kept: a resumed run's trace count covers its own part only."""
+
+    def __init__(self, scenario: Scenario, cfg: CheckConfig, depth: int) -> None:
+        self.scenario, self.cfg, self.depth = scenario, cfg, depth
+        self.total = Subtree((), ())       # bounds finished
+        self.units = 0                     # subtrees merged in them
+        self.start = self.bound_index = 0
+        self.current: dict[str, Any] | None = None
+        self.last = time.monotonic()
+        if cfg.resume is not None:
+            self._load(cfg.resume)
+
+    def _load(self, doc: dict[str, Any]) -> None:
+        if doc["scenario"] != self.scenario.name or doc["policy"] != self.cfg.policy:
+            raise ValueError(f"checkpoint is for {doc['scenario']} under {doc['policy']}")
+        if doc.get("split", 0) != self.depth:
+            raise ValueError(f"this checkpoint was split at {doc.get('split', 0)} nodes, "
+                             f"not {self.depth}: resume it with --split {doc.get('split', 0)}")
+        self.total = _totals_in(doc["totals"])
+        self.units = doc["totals"]["subtrees"]
+        self.start = doc["bound_index"]
+        self.current = doc["current"]
+
+    def take_current(self) -> tuple[list[tuple[int, ...]], dict[tuple[int, ...], tuple[int, ...]],
+                                    Subtree, int]:
+        """The bound in progress as the checkpoint left it (once: later bounds start
+        afresh): roots, merged frozen paths -> roots, merged totals, units merged."""
+        cur = self.current
+        assert cur is not None
+        self.current = None
+        roots = [tuple(r) for r in cur["roots"]]
+        explored = {tuple(p): tuple(r) for p, r in cur["explored"]}
+        return roots, explored, _totals_in(cur["totals"]), cur["merged"]
+
+    def maybe_save(self, roots: list[tuple[int, ...]],
+                   explored: dict[tuple[int, ...], tuple[int, ...]], total: Subtree,
+                   merged: int) -> None:
+        if self.cfg.state and time.monotonic() - self.last >= self.cfg.checkpoint_seconds:
+            self._save(self.bound_index, self.total, self.units, {
+                "roots": [list(r) for r in roots],
+                "explored": [[list(p), list(r)] for p, r in explored.items()],
+                "merged": merged, "totals": _totals_out(total, len(explored))})
+
+    def bound_done(self, next_index: int, total: Subtree, units: int) -> None:
+        self.total, self.units = total, units      # what later checkpoints start from
+        if self.cfg.state:
+            self._save(next_index, total, units, None)
+
+    def _save(self, index: int, done: Subtree, units: int,
+              current: dict[str, Any] | None) -> None:
+        from faultline.check.checkpoint import run_header, write_atomically
+        write_atomically(self.cfg.state, {  # type: ignore[arg-type]
+            **run_header(self.scenario, self.cfg), "split": self.depth,
+            "bound_index": index, "totals": _totals_out(done, units), "current": current})
+        self.last = time.monotonic()
+
+
+def _totals_out(t: Subtree, units: int) -> dict[str, Any]:
+    return {"executions": t.executions, "sleep_blocked": t.sleep_blocked, "steps": t.steps,
+            "cache_hits": t.cache_hits, "coverage": t.coverage, "subtrees": units}
+
+
+def _totals_in(d: dict[str, Any]) -> Subtree:
+    return Subtree((), (), executions=d["executions"], sleep_blocked=d["sleep_blocked"],
+                   steps=d["steps"], cache_hits=d.get("cache_hits", 0),
+                   coverage=dict(d.get("coverage", {})))

@@ -482,10 +482,13 @@ def check(
              "pip install 'faultline[ray]'.")] = None,
     state: Annotated[Path | None, typer.Option(
         "--state", help="DPOR: checkpoint the exploration to this file (every 30 s and "
-                        "at each bound; FAULTLINE_CHECKPOINT_SECONDS changes it).")] = None,
+                        "at each bound; FAULTLINE_CHECKPOINT_SECONDS changes it). A split "
+                        "exploration (--jobs > 1) is checkpointed as its subtrees merge.")
+    ] = None,
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="DPOR: continue the exploration saved in this checkpoint (its "
-                         "scenario and settings are used; it goes on checkpointing there)."
+                         "scenario and settings, split included, are used; it goes on "
+                         "checkpointing there)."
     )] = None,
     shrink: Annotated[bool, typer.Option(
         "--shrink/--no-shrink",
@@ -515,11 +518,8 @@ def check(
                           preemptions=_preemptions(preemptions),
                           max_executions=max_executions, shrink=shrink,
                           race_detect=race_detect, cache_states=cache_states, split=split)
-        if split and (state is not None or resume is not None):
-            raise BadInput("--state and --resume checkpoint one sequential exploration: "
-                           "drop --split")
         if resume is not None:
-            cfg, names, everything, jobs = _from_checkpoint(resume, cfg)
+            cfg, names, everything, jobs = _from_checkpoint(resume, cfg, jobs)
         elif state is not None:
             if cfg.strategy != "dpor":
                 raise BadInput("--state checkpoints a DPOR exploration: add --strategy dpor")
@@ -553,9 +553,11 @@ def check(
     raise typer.Exit(_exit_status(results))
 
 
-def _from_checkpoint(path: Path, cfg: CheckConfig
+def _from_checkpoint(path: Path, cfg: CheckConfig, jobs: int
                      ) -> tuple[CheckConfig, list[str], bool, int]:
-    """The configuration, scenario and job count a checkpoint file records."""
+    """The configuration, scenario and job count a checkpoint file records: a split
+    exploration (check.split) resumes split as it was, on `jobs` workers; a sequential
+    one in this process."""
     from faultline.check import checkpoint
     try:
         doc = checkpoint.read(path)
@@ -568,9 +570,15 @@ def _from_checkpoint(path: Path, cfg: CheckConfig
         cfg, policy=_policy(doc["policy"]), strategy="dpor", dpor=_dpor(doc["dpor"]),
         preemptions=None if pre is None else tuple(pre), max_executions=doc["max_executions"],
         every_step=doc["every_step"], npv_locks=doc["npv_locks"], state=str(path), resume=doc,
-        race_detect=doc.get("race_detect", False))
+        race_detect=doc.get("race_detect", False),
+        cache_states=doc.get("cache_states", cfg.cache_states))
+    depth = doc.get("split", 0)
+    if cfg.split is not None and cfg.split != depth:
+        raise BadInput(f"{path} was split at {depth} nodes: resume it with --split {depth} "
+                       f"(or without --split)")
+    new = dataclasses.replace(new, split=depth)
     where = doc["scenario_path"] if Path(doc["scenario_path"]).exists() else doc["scenario"]
-    return new, [where], False, 1
+    return new, [where], False, jobs if depth else 1
 
 
 def _write_dot(path: Path | None, chosen: Sequence[Scenario], results: list[ScenarioResult],
