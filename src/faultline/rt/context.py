@@ -1,12 +1,12 @@
 """The running thread, as seen by model code (FreeBSD's curthread).
 
-What lives here: one module-level slot that the execution sets while it resumes a
-thread's coroutine, and the two access logs observers may ask for: footprints (what a
-step wrote, for partial-order reduction) and accesses (every field read and write, for
-race detection), with the `Tracked` base class that feeds them.  Rule kept: only
-`rt.execution` writes these slots; model code only reads `current` through
-`curthread()`; logging costs nothing unless an observer asked for it.  Must not be
-added: any other shared state.
+What lives here: the module-level slots that the execution sets while it resumes a
+thread's coroutine (the thread, and whether anybody listens to its notes), and the two
+access logs observers may ask for: footprints (what a step wrote, for partial-order
+reduction) and accesses (every field read and write, for race detection), with the
+`Tracked` base class that feeds them.  Rule kept: only `rt.execution` writes these
+slots; model code only reads `current` through `curthread()`; logging costs nothing
+unless an observer asked for it.  Must not be added: any other shared state.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from types import CodeType, FrameType
 from typing import Any
 
 current: Any = None   # the rt.execution.Thread being resumed, or None outside a step
+# Whether the execution resuming `current` has an observer of notes: without one,
+# rt.ops.note skips its trap (a yield through every frame awaiting it).
+noting: bool = False
 
 
 def curthread() -> Any:
@@ -30,7 +33,10 @@ def curthread() -> Any:
 
 def curtid() -> int:
     """The id of the thread whose step is executing now."""
-    return curthread().tid
+    t = current     # curthread() inlined: lock assertions ask at nearly every step
+    if t is None:
+        raise RuntimeError("curthread() outside of an execution step")
+    return t.tid
 
 
 # Footprint recording (partial-order reduction): while a step runs under an explorer
@@ -102,20 +108,60 @@ def touch(obj: Any, write: bool = True, field: str | None = None,
 
 class Tracked:
     """Base of model classes: attribute writes are recorded while footprints are on
-    (and, inside `logging_accesses()`, field reads and writes while accesses are)."""
+    (and, inside `logging_accesses()`, field reads and writes while accesses are).
+    The hooks are installed only while somebody may record (see `_rehook`): without
+    them a model write is a plain slot store, some twenty times cheaper."""
 
     __slots__ = ()
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        log = footprint_log
-        if log is not None:
-            log.append((key_of(self), "w"))
-        object.__setattr__(self, name, value)
+
+def _footprint_setattr(self: Any, name: str, value: Any) -> None:
+    log = footprint_log
+    if log is not None:
+        log.append((key_of(self), "w"))
+    object.__setattr__(self, name, value)
+
+
+_recorders = 0              # executions recording footprints now
+_hooking_writes = False     # Tracked writes go through _footprint_setattr
+
+
+def recording_footprints(delta: int) -> None:
+    """An execution starts (+1) or stops (-1) recording footprints, or starts a run
+    that records none (0).  Tracked writes are hooked while any execution records, and
+    stay hooked until a run that records none starts: re-hooking the model classes
+    twice a run would also reset their attribute caches in a series of checked runs."""
+    global _recorders, _hooking_writes
+    _recorders += delta
+    if _recorders:
+        _hooking_writes = True
+    elif delta == 0:
+        _hooking_writes = False
+    _rehook()
+
+
+def _rehook() -> None:
+    # Install the cheapest attribute hooks that serve the logs in use.  Assigning on
+    # the base class updates every subclass's attribute slots.
+    if _installed:
+        setattr_hook = _logged_setattr
+    elif _hooking_writes:
+        setattr_hook = _footprint_setattr
+    else:
+        setattr_hook = None
+    if vars(Tracked).get("__setattr__") is not setattr_hook:
+        if setattr_hook is None:
+            type.__delattr__(Tracked, "__setattr__")
+        else:
+            type.__setattr__(Tracked, "__setattr__", setattr_hook)
+    if _installed and "__getattribute__" not in vars(Tracked):
+        type.__setattr__(Tracked, "__getattribute__", _logged_getattribute)
+    elif not _installed and "__getattribute__" in vars(Tracked):
+        type.__delattr__(Tracked, "__getattribute__")
 
 
 # ---------------------------------------------------------------- access logging
 
-_plain_setattr = Tracked.__setattr__
 _installed = 0
 _fields_of: dict[type, frozenset[str]] = {}
 _frame_kind: dict[CodeType, int] = {}      # 0: skip (rt helper, generated), 1: model, 2: driver
@@ -189,18 +235,13 @@ def logging_accesses(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    if _installed == 0:
-        # Assigning on the base class updates every subclass's attribute slots.
-        type.__setattr__(Tracked, "__setattr__", _logged_setattr)
-        type.__setattr__(Tracked, "__getattribute__", _logged_getattribute)
     _installed += 1
+    _rehook()
     try:
         yield
     finally:
         _installed -= 1
-        if _installed == 0:
-            type.__setattr__(Tracked, "__setattr__", _plain_setattr)
-            type.__delattr__(Tracked, "__getattribute__")
+        _rehook()
 
 
 def accesses_logged() -> bool:

@@ -173,7 +173,9 @@ class Execution:
         self._on_costed = _overriding(self.observers, "costed")
         self._on_terminated = _overriding(self.observers, "terminated")
         self._on_acquiring = _overriding(self.observers, "acquiring")
+        self._noting = bool(self._on_noted)      # for context.noting, while we step
         self._footprints = any(o.wants_footprints for o in self.observers)
+        self._recording = False                 # counted in context.recording_footprints
         self.records_footprints = self._footprints      # last_footprint is filled per step
         self._accesses = any(o.wants_accesses for o in self.observers)
         # With wants_accesses: the op's own field accesses (an atomic op's function, a
@@ -181,6 +183,7 @@ class Execution:
         self.op_accesses: list[Any] = []
         self.code_accesses: list[Any] = []
         self._pausers: list[Thread] = []        # threads waiting out a pause()
+        self._live: list[Thread] = []           # threads not done, in tid order
         self.last_footprint: list[tuple[int, str]] = []
 
     # -- public
@@ -188,15 +191,21 @@ class Execution:
         """Create a thread and run it up to its first trap."""
         t = Thread(len(self.threads), name, group, coro)
         self.threads.append(t)
+        self._live.append(t)
         for o in self.observers:
             o.created(self, t)
-        self._resume(t, None)
+        prev, prev_noting = context.current, context.noting
+        context.current, context.noting = t, self._noting
+        try:
+            self._resume(t, None)
+        finally:
+            context.current, context.noting = prev, prev_noting
         return t
 
     def enabled(self) -> list[Thread]:
         """Threads that may take the next step, in tid order (paused ones only when no
         other thread can run)."""
-        return self._awake([t for t in self.threads if not t.done and self._can_perform(t)])
+        return self._awake([t for t in self._live if _can_perform(t)])
 
     def _awake(self, enabled: list[Thread]) -> list[Thread]:
         # pause() sleeps a tick: every thread that could run when it paused runs first
@@ -210,25 +219,30 @@ class Execution:
     def run(self) -> Outcome:
         """Step until every thread is done or a violation ends the run."""
         outcome = Outcome(0, self.schedule)
-        threads, can_perform, choose = self.threads, self._can_perform, self.strategy.choose
+        live, choose, step = self._live, self.strategy.choose, self.step
+        if self._footprints:
+            self._record_footprints(True)
+        else:
+            context.recording_footprints(0)
         try:
-            while True:
-                live = [t for t in threads if not t.done]
-                if not live:
-                    break
-                enabled = [t for t in live if can_perform(t)]
+            while live:
+                # Most pending ops are always enabled: only an Acquire or a Resume
+                # (the gated ops) needs _can_perform's test.
+                enabled = [t for t in live
+                           if type(t.pending) not in _GATED or _can_perform(t)]
                 if self._pausers:
                     enabled = self._awake(enabled)
                 if not enabled:
-                    raise Violation("deadlock", self.describe_deadlock(live))
+                    raise Violation("deadlock", self.describe_deadlock(list(live)))
                 if self.steps >= self.step_bound:
-                    raise Violation("no-progress", self.describe_no_progress(live))
-                self.step(choose(self, enabled))
+                    raise Violation("no-progress", self.describe_no_progress(list(live)))
+                step(choose(self, enabled))
         except Violation as v:
             outcome.violation = v
             outcome.violation_thread = self.current.name if self.current else None
         finally:
             self._close_all()
+            self._record_footprints(False)
         outcome.steps = self.steps
         for o in self.observers:
             o.finished(self, outcome)
@@ -250,17 +264,13 @@ class Execution:
         self.schedule.append(t.tid)
         self.steps += 1
         t.steps += 1
-        if self._pausers:
-            for other in self._pausers:
-                other.pause_waits.discard(t.tid)
-            self._pausers = [p for p in self._pausers if p.pause_waits]
-        if type(op) is ops.Pause:
-            t.pause_waits = {o.tid for o in self.threads if o is not t and not o.done
-                             and self._can_perform(o)}
-            if t.pause_waits and t not in self._pausers:
-                self._pausers.append(t)
+        if self._pausers or type(op) is _Pause:
+            self._track_pauses(t, op)
         self.current = context.current = t
+        context.noting = self._noting
         if self._footprints:
+            if not self._recording:     # stepped before run(): start recording now
+                self._record_footprints(True)
             self.last_footprint = context.footprint_log = []
         try:
             for o in self._site_observers:
@@ -277,6 +287,23 @@ class Execution:
             context.footprint_log = None
         self.current = None
 
+    def _track_pauses(self, t: Thread, op: ops.Op) -> None:
+        # Every step releases its thread from the pausers' waits; a Pause starts one.
+        if self._pausers:
+            for other in self._pausers:
+                other.pause_waits.discard(t.tid)
+            self._pausers = [p for p in self._pausers if p.pause_waits]
+        if type(op) is _Pause:
+            t.pause_waits = {o.tid for o in self._live if o is not t and _can_perform(o)}
+            if t.pause_waits and t not in self._pausers:
+                self._pausers.append(t)
+
+    def _record_footprints(self, on: bool) -> None:
+        # Tracked writes are logged only while some execution records footprints.
+        if on != self._recording:
+            self._recording = on
+            context.recording_footprints(1 if on else -1)
+
     def _perform_logged(self, t: Thread, op: ops.Op) -> Any:
         # The same as _perform + _resume, with the accesses of each half logged apart:
         # the op's are the primitive's own, the code's are plain.  Observers' hooks
@@ -291,18 +318,6 @@ class Execution:
         return result
 
     # -- performing ops
-    def _can_perform(self, t: Thread) -> bool:
-        op = t.pending
-        kind = type(op)
-        if kind is _Acquire:
-            if op.try_:
-                return True
-            # A recursive acquisition must reach grant() and panic, not wait on itself.
-            return op.lock.can_acquire(t.tid, op.mode) or op.lock.held_by(t.tid) is not None
-        if kind is _Resume:
-            return t.woken
-        return True
-
     def _perform(self, t: Thread, op: ops.Op) -> Any:
         handler = _HANDLERS.get(type(op))
         if handler is None:
@@ -381,9 +396,8 @@ class Execution:
 
     # -- resuming coroutines
     def _resume(self, t: Thread, value: Any) -> None:
-        """Send `value` into `t` and run it up to its next scheduling point."""
-        prev = context.current
-        context.current = t
+        """Send `value` into `t` and run it up to its next scheduling point (the
+        caller has made `t` context.current)."""
         try:
             send = t.coro.send
             op = send(value)
@@ -398,6 +412,7 @@ class Execution:
             t.pending = op
         except StopIteration:
             t.done, t.pending = True, None
+            self._live.remove(t)
             if t.held:
                 raise Violation("panic", f"thread {t.name} exited holding {t.held}") from None
             for terminated in self._on_terminated:
@@ -410,8 +425,6 @@ class Execution:
             raise FaultlineInternalError(
                 f"bug in faultline, not in your scenario: {type(e).__name__}: {e} "
                 f"(thread {t.name})").with_traceback(sys.exc_info()[2]) from e
-        finally:
-            context.current = prev
 
     def _inline(self, t: Thread, op: ops.Op) -> None:
         if type(op) is ops.Note:
@@ -451,7 +464,22 @@ class Execution:
                 f"scenario (raise step_bound in the scenario file)")
 
 
-_Acquire, _Resume = ops.Acquire, ops.Resume
+def _can_perform(t: Thread) -> bool:
+    """Whether `t`'s pending op can be performed now (only Acquire and Resume wait)."""
+    op = t.pending
+    kind = type(op)
+    if kind is _Acquire:
+        if op.try_:
+            return True
+        # A recursive acquisition must reach grant() and panic, not wait on itself.
+        return op.lock.can_acquire(t.tid, op.mode) or op.lock.held_by(t.tid) is not None
+    if kind is _Resume:
+        return t.woken
+    return True
+
+
+_Acquire, _Resume, _Pause = ops.Acquire, ops.Resume, ops.Pause
+_GATED = frozenset((ops.Acquire, ops.Resume))     # the ops _can_perform may refuse
 # Whether each op type is inline, for the resume loop's fast test; a type not listed
 # goes through _is_inline, which rejects what is not an op.
 _INLINE: dict[type, bool] = {

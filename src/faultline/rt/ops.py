@@ -25,6 +25,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
+from faultline.rt import context
+
 
 @dataclass(frozen=True, slots=True)
 class Op:
@@ -247,4 +249,5 @@ async def cost(ns: int, label: str) -> None:
 
 async def note(kind: str, data: Any = None) -> None:
     """Report a model event to observers (coverage, oracle) without a scheduling point."""
-    await _trap(Note(kind, data))
+    if context.noting:      # nobody listening: the trap would change nothing
+        await _trap(Note(kind, data))
