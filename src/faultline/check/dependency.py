@@ -148,6 +148,13 @@ def _pair(a: str, b: str) -> str:
 _PAIRS: dict[tuple[str, str], str] = {}     # _pair, memoised (a handful of kinds)
 
 
+def _kind_pair(a: str, b: str) -> str:
+    r = _PAIRS.get((a, b))
+    if r is None:
+        r = _PAIRS[(a, b)] = _pair(a, b)
+    return r
+
+
 def relation(fa: tuple[Access, ...], fb: tuple[Access, ...]) -> str:
     """The strongest relation between two footprints: 'race' > 'order' > 'none'."""
     if (fa and fa[0][0] == TICK) or (fb and fb[0][0] == TICK):
@@ -157,9 +164,7 @@ def relation(fa: tuple[Access, ...], fb: tuple[Access, ...]) -> str:
         for kb, xb in fb:
             if ka != kb:
                 continue
-            r = _PAIRS.get((xa, xb))
-            if r is None:
-                r = _PAIRS[(xa, xb)] = _pair(xa, xb)
+            r = _kind_pair(xa, xb)
             if r == "race":
                 return "race"
             if r == "order":
@@ -167,14 +172,29 @@ def relation(fa: tuple[Access, ...], fb: tuple[Access, ...]) -> str:
     return best
 
 
+# races() and ordered() are relation() compared with a constant, each stopping at the
+# first pair that settles it: DPOR asks them for every pair of steps it compares.
+
 def races(fa: tuple[Access, ...], fb: tuple[Access, ...]) -> bool:
     """May swapping the two accesses change the outcome?"""
-    return relation(fa, fb) == "race"
+    if (fa and fa[0][0] == TICK) or (fb and fb[0][0] == TICK):
+        return True
+    for ka, xa in fa:
+        for kb, xb in fb:
+            if ka == kb and _kind_pair(xa, xb) == "race":
+                return True
+    return False
 
 
 def ordered(fa: tuple[Access, ...], fb: tuple[Access, ...]) -> bool:
     """Does the first access happen before the second (race or order-only edge)?"""
-    return relation(fa, fb) != "none"
+    if (fa and fa[0][0] == TICK) or (fb and fb[0][0] == TICK):
+        return True
+    for ka, xa in fa:
+        for kb, xb in fb:
+            if ka == kb and _kind_pair(xa, xb) != "none":
+                return True
+    return False
 
 
 def describe(acc: tuple[Access, ...], names: dict[int, Any]) -> str:

@@ -27,7 +27,7 @@ Must not be added: model knowledge (footprints come from `check.dependency`).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,11 @@ class Node:
     # still go on after its step (so that switching away from it was a preemption).
     vpre: dict[int, int] = field(default_factory=dict)
     cont: dict[int, bool] = field(default_factory=dict)
+    # Its pending footprints name objects by fl_key only (never checkpointed).  A replay
+    # (deterministic) keeps its enabled and pending as they are: naming the ops again
+    # would give the same names and number no object (_PathStrategy.stable); an op
+    # that numbers one is named where it first is pending, at a node not replayable.
+    replayable: bool = False
 
 
 @dataclass(slots=True)
@@ -122,27 +127,48 @@ class _PathStrategy(Hooks):
         self.cache = cache
         self.steps: list[Step] = []
         self.serial: dict[int, int] = {}
-        self.known: dict[int, tuple[ops.Op, tuple[Access, ...]]] = {}   # tid -> (op, fp)
+        # tid -> (its pending op, the op's footprint, whether that names objects by
+        # fl_key only)
+        self.known: dict[int, tuple[ops.Op, tuple[Access, ...], bool]] = {}
 
-    def stable(self, acc: Any) -> tuple[Access, ...]:
+    def stable(self, acc: Iterable[Access]) -> tuple[Access, ...]:
         """Name objects by their order of first appearance in this run, so footprints
         compare across re-executions: a replayed prefix names the same objects alike,
         and any step touching an object unseen at a node collides with the first new
         name a sleeper used from there (conservative, hence sound)."""
+        for k, _ in acc:
+            if type(k) is int:
+                break
+        else:
+            return tuple(acc)           # the common case: every object has a fl_key
         out = []
-        for k, x in acc:
+        for a in acc:
+            k = a[0]
             if type(k) is int:          # an id(): objects without a stable fl_key
                 s = self.serial.get(k)
                 if s is None:
                     s = self.serial[k] = len(self.serial)
-                k = ("seen", s)
-            out.append((k, x))
+                a = (("seen", s), a[1])
+            out.append(a)
         return tuple(out)
 
     def choose(self, ex: Execution, enabled: Sequence[Thread]) -> Thread:
         i = ex.steps
-        en = [t.tid for t in enabled]
+        if i < self.prefix_len and self.nodes[i].replayable:
+            tid = self.nodes[i].chosen      # see Node.replayable
+        else:
+            tid = self._record(ex, i, [t.tid for t in enabled])
+        for t in enabled:
+            if t.tid == tid:
+                return t
+        raise ValueError(f"step {i}: thread {tid} is not enabled (enabled: "
+                         f"{[t.tid for t in enabled]})")
+
+    def _record(self, ex: Execution, i: int, en: list[int]) -> int:
+        """Note the enabled threads and pending footprints at step i, making its node if
+        the prefix ends before it; returns the thread to run."""
         pending: dict[int, tuple[Access, ...]] = {}
+        replayable = True
         known = self.known
         for t in ex.threads:
             op = t.pending
@@ -152,33 +178,33 @@ class _PathStrategy(Hooks):
             # holds the op, so its identity cannot be reused meanwhile).
             hit = known.get(t.tid)
             if hit is None or hit[0] is not op:
-                hit = known[t.tid] = (op, self.stable(footprint(op, t.tid)))
+                fp = self.stable(footprint(op, t.tid))
+                hit = known[t.tid] = (op, fp, not _unstable(fp))
             pending[t.tid] = hit[1]
+            replayable &= hit[2]
         if i < self.prefix_len:
             node = self.nodes[i]
             if not node.enabled:                # a subtree's root, replayed the first time
                 _enter_root(self.nodes, i, en)
-            node.enabled, node.pending = en, pending
-            tid = node.chosen
-        else:
-            node = Node(en, pending)
-            if i > 0:
-                prev = self.nodes[i - 1]
-                node.sleep = _next_sleep(prev)
-                node.last = prev.chosen
-                node.preemptions = prev.preemptions + _is_preemption(prev, prev.chosen)
-                if self.bound is not None:
-                    prev.cont[prev.chosen] = prev.chosen in en
-                    _budget_sleep(prev, node)
-                node.wut = prev.guide if self.optimal else []
-            if self.cache is not None and i % self.cache.stride == 0:
-                node.key = self._key(ex, node)
-                entry = self.cache.get(node.key)
-                if entry is not None:
-                    raise _CacheHit(entry)
-            self.nodes.append(node)
-            tid = self._extend(node)
-        return next(t for t in enabled if t.tid == tid)
+            node.enabled, node.pending, node.replayable = en, pending, replayable
+            return node.chosen
+        node = Node(en, pending, replayable=replayable)
+        if i > 0:
+            prev = self.nodes[i - 1]
+            node.sleep = _next_sleep(prev)
+            node.last = prev.chosen
+            node.preemptions = prev.preemptions + _is_preemption(prev, prev.chosen)
+            if self.bound is not None:
+                prev.cont[prev.chosen] = prev.chosen in en
+                _budget_sleep(prev, node)
+            node.wut = prev.guide if self.optimal else []
+        if self.cache is not None and i % self.cache.stride == 0:
+            node.key = self._key(ex, node)
+            entry = self.cache.get(node.key)
+            if entry is not None:
+                raise _CacheHit(entry)
+        self.nodes.append(node)
+        return self._extend(node)
 
     def _key(self, ex: Execution, node: Node) -> bytes | None:
         """The cache key of the state before node: the execution's state, the sleep set
@@ -213,15 +239,17 @@ class _PathStrategy(Hooks):
         raise _SleepBlocked
 
     def stepped(self, ex: Execution, t: Thread, op: ops.Op, result: Any) -> None:
-        spawned = ex.threads[-1].tid if type(op) is ops.Spawn else None
-        node = self.nodes[len(self.steps)]
-        acc = node.pending.get(t.tid, ()) + self.stable(dict.fromkeys(ex.last_footprint))
+        steps = self.steps
+        node = self.nodes[len(steps)]
+        acc = node.pending.get(t.tid, ())
+        if ex.last_footprint:
+            acc += self.stable(dict.fromkeys(ex.last_footprint))
         node.taken[t.tid] = acc
         if self.optimal and node.wut and node.wut[0].tid == t.tid:
             # The branch being explored is known by its real footprint only now (the
             # model writes its step made); insert() must judge races against that.
             node.wut[0].acc = acc
-        self.steps.append(Step(t.tid, acc, spawned))
+        steps.append(Step(t.tid, acc, ex.threads[-1].tid if type(op) is ops.Spawn else None))
 
 
 def _enter_root(nodes: list[Node], i: int, enabled: list[int]) -> None:
@@ -491,8 +519,9 @@ def _add_wakeups(nodes: list[Node], steps: list[Step], clocks: list[dict[int, in
         if i >= len(nodes):
             continue
         node = nodes[i]
-        v: list[Event] = [(steps[k].tid, steps[k].acc) for k in range(i + 1, j)
-                          if not _hb(clocks, steps, i, k)]
+        ti = steps[i].tid                # step k follows step i iff its clock says so
+        v: list[Event] = [(s.tid, s.acc) for s, c in zip(steps[i + 1:j], clocks[i + 1:j])
+                          if c.get(ti, 0) <= i]
         v.append((steps[j].tid, steps[j].acc))
         sleepers = dict(node.sleep)
         for q in node.done:
@@ -632,6 +661,7 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
         nodes, prefix_len = _root_nodes(root, optimal), len(root)
     floor = -1                             # frozen nodes (known after the first run)
     old: _Clocks | None = None             # the previous run's clocks
+    names: list[Any] = []                  # its events' names in _trace_key
     while True:
         rec = _PathStrategy(nodes, prefix_len, bound, optimal, cache)
         ex = make(rec)
@@ -648,7 +678,9 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
         res.steps += len(rec.steps)
         steps = rec.steps + pending
         # The replayed prefix's steps are the previous run's (see _races).
-        clocks, by_key = old = _clocks(steps, max(prefix_len - 1, 0), old)
+        keep = max(prefix_len - 1, 0)
+        clocks, by_key = old = _clocks(steps, keep, old)
+        del names[keep:]
         if hit is not None:
             res.cache_hits += 1
             if keep_schedules:
@@ -657,7 +689,7 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             res.sleep_blocked += 1
         else:
             res.executions += 1
-            res.trace_keys.add(_trace_key(rec.steps, clocks))
+            res.trace_keys.add(_trace_key(rec.steps, clocks, names))
             if keep_schedules:
                 res.schedules.append(list(outcome.schedule))
             if outcome.violation is not None and res.violation is None:
@@ -756,25 +788,34 @@ def _harvest(frozen: list[Node], branches: set[tuple[int, int]], bound: int | No
                         if q in node.enabled and _within_bound(node, q, bound))
 
 
-def _trace_key(steps: list[Step], clocks: list[dict[int, int]]) -> int:
+def _trace_key(steps: list[Step], clocks: list[dict[int, int]], names: list[Any]) -> int:
     """A fingerprint of the run's Mazurkiewicz trace: each event named by (thread, its
     n-th step) with the last event of every thread that happens before it, which is the
-    same for every interleaving of the trace."""
+    same for every interleaving of the trace.  `names` holds the events named so far,
+    those of the prefix this run shares with the previous one (see explore): a name
+    depends only on the steps up to its own and their clocks."""
     nth: list[int] = []
     count: dict[int, int] = {}
     for s in steps:
-        count[s.tid] = count.get(s.tid, 0) + 1
-        nth.append(count[s.tid])
-    return hash(frozenset(
-        (s.tid, nth[j], tuple(sorted((u, nth[p - 1]) for u, p in clocks[j].items())))
-        for j, s in enumerate(steps)))
+        count[s.tid] = n = count.get(s.tid, 0) + 1
+        nth.append(n)
+    del names[len(steps):]
+    for j in range(len(names), len(steps)):
+        names.append((steps[j].tid, nth[j],
+                      tuple(sorted((u, nth[p - 1]) for u, p in clocks[j].items()))))
+    return hash(frozenset(names))
 
 
 def _explored_share(nodes: list[Node], bound: int | None = None) -> float:
     share, scale = 0.0, 1.0
     for node in nodes:
+        # Most nodes have one branch, the one taken: it adds nothing and keeps the scale.
+        bt, wut = node.backtrack, node.wut
+        if (not node.done and (not bt or (len(bt) == 1 and node.chosen in bt))
+                and (not wut or (len(wut) == 1 and wut[0].tid == node.chosen))):
+            continue
         # Branches taken, and those still to take (stale or out-of-bound entries never run).
-        todo = {w.tid for w in node.wut} | node.backtrack
+        todo = {w.tid for w in wut} | bt
         branches = {q for q in todo if q in node.enabled and q not in node.sleep
                     and _within_bound(node, q, bound)}
         branches |= node.done

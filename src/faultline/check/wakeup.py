@@ -29,31 +29,23 @@ class WutNode:
     children: list[WutNode] = field(default_factory=list)
 
 
-def _happens_before_within(w: list[Event], k: int) -> bool:
-    """Does some event before w[k] happen before it (program order or dependency,
-    transitively, within w)?"""
-    chain = [w[k]]
-    for m in range(k - 1, -1, -1):
-        tm, fm = w[m]
-        if any(tm == t or ordered(fm, f) for t, f in chain):
-            return True
-    return False
+def weak_initial(w: list[Event], tid: int, acc: tuple[Access, ...], lo: int = 0) -> bool:
+    """p is a weak initial of w[lo:]: its first event there has no predecessor there
+    (nothing before it is ordered with it: a chain of predecessors ends in one), or p
+    does not occur there and its next event (footprint `acc`) commutes with all of it."""
+    for k in range(lo, len(w)):
+        if w[k][0] == tid:
+            f = w[k][1]
+            return not any(ordered(w[m][1], f) for m in range(lo, k))
+    return not any(ordered(acc, w[m][1]) for m in range(lo, len(w)))
 
 
-def weak_initial(w: list[Event], tid: int, acc: tuple[Access, ...]) -> bool:
-    """p is a weak initial of w: its first event in w has no predecessor in w, or p
-    does not occur in w and its next event (footprint `acc`) commutes with all of w."""
-    for k, (t, _) in enumerate(w):
-        if t == tid:
-            return not _happens_before_within(w, k)
-    return all(not ordered(acc, f) for _, f in w)
-
-
-def _without_first(w: list[Event], tid: int) -> list[Event]:
-    for k, (t, _) in enumerate(w):
-        if t == tid:
-            return w[:k] + w[k + 1:]
-    return w
+def _without_first(w: list[Event], tid: int, lo: int) -> list[Event]:
+    """w[lo:] without p's first event."""
+    for k in range(lo, len(w)):
+        if w[k][0] == tid:
+            return w[lo:k] + w[k + 1:]
+    return w[lo:]
 
 
 def _chain(w: list[Event]) -> list[WutNode]:
@@ -71,14 +63,19 @@ def insert(children: list[WutNode], w: list[Event]) -> bool:
     of w; a leaf reached means w is already covered.  Otherwise w's remainder becomes a
     new rightmost branch.  Returns whether the tree changed."""
     level = children
-    while True:
+    lo = 0                  # w[lo:] remains: a branch already in the tree is followed
+    while True:             # by moving lo, not by copying what remains
         for child in level:
-            if weak_initial(w, child.tid, child.acc):
-                w = _without_first(w, child.tid)
-                if not child.children or not w:
-                    return False
-                level = child.children
-                break
+            if child.tid == w[lo][0]:
+                lo += 1     # w's first event: a weak initial with nothing before it
+            elif weak_initial(w, child.tid, child.acc, lo):
+                w, lo = _without_first(w, child.tid, lo), 0
+            else:
+                continue
+            if not child.children or lo == len(w):
+                return False
+            level = child.children
+            break
         else:
-            level.extend(_chain(w))
+            level.extend(_chain(w[lo:]))
             return True
