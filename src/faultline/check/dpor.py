@@ -631,7 +631,8 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             resume: tuple[list[Node], DporResult, int] | None = None,
             between: Callable[[list[Node], DporResult, int], None] | None = None,
             cache_states: bool = False, cache_limit: int = 100_000, cache_stride: int = 1,
-            root: Sequence[int] = (), split: int = 0) -> DporResult:
+            root: Sequence[int] = (), split: int = 0, estimate: bool = True
+            ) -> DporResult:
     """Explore the program `make` builds (a fresh Execution whose strategy and first
     observer is the given path recorder) with source-DPOR and sleep sets, or with
     optimal DPOR's wakeup trees (`optimal`; with a preemption bound the source
@@ -647,7 +648,8 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
     enabled) are frozen, following `root` and then the default choices.  Sleep sets and
     wakeup trees stay empty there (subtrees explored elsewhere cannot be known to be
     done), and the branches races ask for at them are returned in `branches` instead
-    of taken."""
+    of taken.  Without `estimate`, the progress estimate (`explored_share`) is not
+    kept: a walk of the whole path after every execution, wasted when nobody shows it."""
     optimal = optimal and bound is None and not cache_states
     cache = StateCache(cache_limit, cache_stride) if cache_states else None
     res = DporResult(preemption_bound=bound)
@@ -721,7 +723,8 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
         if floor:
             # After every analysis above: all a run asked of the frozen nodes moves out.
             _harvest(nodes[:floor], res.branches, bound)
-        res.explored_share = _explored_share(nodes, bound)
+        if estimate:
+            res.explored_share = _explored_share(nodes, bound)
         if optimal:
             prefix_len = _next_branch(nodes, floor)
         else:

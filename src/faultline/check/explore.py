@@ -222,7 +222,8 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
         r = dpor.explore(make, bound=bounds[k], max_executions=cfg.max_executions,
                          optimal=cfg.dpor == "optimal", between=between,
                          resume=ck.resume_point() if k == ck.start else None,
-                         cache_states=cfg.cache_states, cache_stride=CACHE_STRIDE)
+                         cache_states=cfg.cache_states, cache_stride=CACHE_STRIDE,
+                         estimate=status is not None)
         ck.fold(runs)
         total.cache_hits += r.cache_hits
         total.executions += r.executions
@@ -423,7 +424,7 @@ def _low_preemption_witness(scenario: Scenario, cfg: CheckConfig, kind: str,
                                race_detect=cfg.race_detect)[0]
     for bound in range(min(max_bound, 2) + 1):
         with logging_accesses(cfg.race_detect):
-            r = dpor.explore(make, bound=bound, max_executions=budget)
+            r = dpor.explore(make, bound=bound, max_executions=budget, estimate=False)
         if r.violation is not None and r.violation.violation is not None \
                 and r.violation.violation.kind == kind:
             return r.violation

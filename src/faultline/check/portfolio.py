@@ -162,7 +162,7 @@ def dpor_slice(scenario: Scenario, cfg: CheckConfig, bounds: tuple[int | None, .
             r = dpor.explore(make, bound=bounds[k], max_executions=budget - out.executions,
                              optimal=cfg.dpor == "optimal",
                              resume=(path, dpor.DporResult(preemption_bound=bounds[k]),
-                                     len(path)))
+                                     len(path)), estimate=False)
         out.executions += r.executions
         out.steps += r.steps
         out.sleep_blocked += r.sleep_blocked

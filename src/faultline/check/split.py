@@ -90,7 +90,7 @@ def explore_subtree(scenario: Scenario, cfg: CheckConfig, bound: int | None,
     with logging_accesses(cfg.race_detect):
         r = dpor.explore(make, bound=bound, max_executions=cfg.max_executions,
                          optimal=cfg.dpor == "optimal", cache_states=cfg.cache_states,
-                         cache_stride=CACHE_STRIDE, root=root, split=depth)
+                         cache_stride=CACHE_STRIDE, root=root, split=depth, estimate=False)
     coverage: dict[str, int] = {}
     for cov in runs:
         tally(coverage, cov.labels)
