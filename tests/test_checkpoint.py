@@ -25,23 +25,39 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
 
 
+FAST = {"FAULTLINE_CHECKPOINT_SECONDS": "0.05"}
+
+
+def _kill_midway(base: list[str], state: Path) -> dict[str, object]:
+    """Run `base` with --state, SIGKILL it once it has checkpointed a run in progress
+    (not only the start), and return the checkpoint it left."""
+    p = cli(*base, "--state", str(state), env=FAST)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            doc = checkpoint.read(state)
+        except (OSError, ValueError):
+            continue
+        if doc["current"] is not None and (doc["current"].get("executions") or
+                                           doc["current"].get("merged")):
+            break
+    p.send_signal(signal.SIGKILL)
+    p.communicate()
+    doc = checkpoint.read(state)
+    assert doc["current"] is not None, "the run ended before it could be killed midway"
+    return doc
+
+
 @pytest.mark.parametrize("extra", [["--max-executions", "700"], ["--preemptions", "0..1"]])
 def test_killed_run_resumes_to_the_same_totals(tmp_path: Path, extra: list[str]) -> None:
     scen = "zero-fill-parallel" if "--max-executions" in extra else "munmap-vs-fault"
     base = ["check", scen, "--strategy", "dpor", "--json", "--jobs", "1", *extra]
     full, _ = cli(*base).communicate(timeout=300)
     state = tmp_path / "run.ckpt"
-    fast = {"FAULTLINE_CHECKPOINT_SECONDS": "0.05"}
-    p = cli(*base, "--state", str(state), env=fast)
-    deadline = time.monotonic() + 60
-    while not state.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    p.send_signal(signal.SIGKILL)
-    p.communicate()
-    doc = checkpoint.read(state)
-    assert doc["scenario"] == scen
-    resumed, err = cli("check", "--resume", str(state), "--json", env=fast).communicate(
+    doc = _kill_midway(base, state)
+    assert doc["scenario"] == scen and doc["split"] == 0
+    resumed, err = cli("check", "--resume", str(state), "--json", env=FAST).communicate(
         timeout=300)
     assert err == "" or "Traceback" not in err
     assert json.loads(resumed)["results"] == json.loads(full)["results"]
@@ -56,21 +72,13 @@ def test_a_killed_split_run_resumes_to_the_same_totals_on_any_jobs(tmp_path: Pat
     full, _ = cli(*base).communicate(timeout=300)
     assert json.loads(full)["results"][0]["subtrees"] > 1
     state = tmp_path / "run.ckpt"
-    fast = {"FAULTLINE_CHECKPOINT_SECONDS": "0.05"}
-    p = cli(*base, "--state", str(state), env=fast)
-    deadline = time.monotonic() + 60
-    while not state.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    p.send_signal(signal.SIGKILL)
-    p.communicate()
-    doc = checkpoint.read(state)
+    doc = _kill_midway(base, state)
     assert doc["split"] > 0
     copy = tmp_path / "copy.ckpt"
     copy.write_text(state.read_text())
     for path, jobs in ((state, "2"), (copy, "1")):
         resumed, err = cli("check", "--resume", str(path), "--json", "--jobs", jobs,
-                           env=fast).communicate(timeout=300)
+                           env=FAST).communicate(timeout=300)
         assert "Traceback" not in err
         assert json.loads(resumed)["results"] == json.loads(full)["results"]
 

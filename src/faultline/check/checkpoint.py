@@ -84,6 +84,18 @@ def run_header(scenario: Scenario, cfg: CheckConfig) -> dict[str, Any]:
             "cache_states": cfg.cache_states}
 
 
+def check_belongs(doc: dict[str, Any], scenario: Scenario, cfg: CheckConfig,
+                  depth: int) -> None:
+    """ValueError unless checkpoint `doc` is of `scenario` under cfg's policy, split at
+    `depth` frozen nodes (0: one sequential exploration; check.split)."""
+    if doc["scenario"] != scenario.name or doc["policy"] != cfg.policy:
+        raise ValueError(f"checkpoint is for {doc['scenario']} under {doc['policy']}")
+    split = doc.get("split", 0)
+    if split != depth:
+        raise ValueError(f"this checkpoint was split at {split} nodes, not {depth}: "
+                         f"resume it with --split {split}")
+
+
 def write_atomically(path: str | os.PathLike[str], doc: dict[str, Any]) -> None:
     """Write JSON to a temporary file and rename it over `path` (never half written)."""
     p = Path(path)

@@ -299,11 +299,8 @@ class _Checkpointer:
             self._load(cfg.resume)
 
     def _load(self, doc: dict[str, Any]) -> None:
-        if doc["scenario"] != self.scenario.name or doc["policy"] != self.cfg.policy:
-            raise ValueError(f"checkpoint is for {doc['scenario']} under {doc['policy']}")
-        if doc.get("split", 0):
-            raise ValueError(f"this checkpoint is of an exploration split at "
-                             f"{doc['split']} nodes: resume it with --split {doc['split']}")
+        from faultline.check.checkpoint import check_belongs
+        check_belongs(doc, self.scenario, self.cfg, 0)
         t = doc["totals"]
         self.total = dpor.DporResult(executions=t["executions"],
                                      sleep_blocked=t["sleep_blocked"], steps=t["steps"])

@@ -237,11 +237,8 @@ class _SplitCheckpoint:
             self._load(cfg.resume)
 
     def _load(self, doc: dict[str, Any]) -> None:
-        if doc["scenario"] != self.scenario.name or doc["policy"] != self.cfg.policy:
-            raise ValueError(f"checkpoint is for {doc['scenario']} under {doc['policy']}")
-        if doc.get("split", 0) != self.depth:
-            raise ValueError(f"this checkpoint was split at {doc.get('split', 0)} nodes, "
-                             f"not {self.depth}: resume it with --split {doc.get('split', 0)}")
+        from faultline.check.checkpoint import check_belongs
+        check_belongs(doc, self.scenario, self.cfg, self.depth)
         self.total = _totals_in(doc["totals"])
         self.units = doc["totals"]["subtrees"]
         self.start = doc["bound_index"]
