@@ -107,18 +107,18 @@ def check_split(scenario: Scenario, cfg: CheckConfig, runner: Runner, depth: int
     t0 = time.perf_counter()
     bounds, reason = dpor_bounds(scenario, cfg)
     ck = _SplitCheckpoint(scenario, cfg, depth)
-    total, units = ck.total, ck.units
+    total = ck.total                   # the bounds done (a resumed run's included)
     bound: int | None = None
     for k in range(ck.start, len(bounds)):
         bound = bounds[k]
         ck.bound_index = k
         part, n = _explore_split(scenario, cfg, runner, bound, depth, progress, ck)
-        units += n
+        ck.units += n
         _add(total, part)
         total.exhaustive = part.exhaustive
         if part.violation is not None or not part.exhaustive:
             break
-        ck.bound_done(k + 1, total, units)
+        ck.bound_done(k + 1)
     if ck.start >= len(bounds):        # resumed after its last bound was done
         bound = bounds[-1]
     ce = None
@@ -131,7 +131,7 @@ def check_split(scenario: Scenario, cfg: CheckConfig, runner: Runner, depth: int
                           scenario.expect.get(cfg.policy), ce,
                           exhaustive=total.exhaustive and ce is None,
                           preemption_bound=bound, sleep_blocked=total.sleep_blocked,
-                          bound_reason=reason, traces=len(total.traces), subtrees=units,
+                          bound_reason=reason, traces=len(total.traces), subtrees=ck.units,
                           cache_hits=total.cache_hits if cfg.cache_states else None)
 
 
@@ -259,22 +259,22 @@ class _SplitCheckpoint:
                    explored: dict[tuple[int, ...], tuple[int, ...]], total: Subtree,
                    merged: int) -> None:
         if self.cfg.state and time.monotonic() - self.last >= self.cfg.checkpoint_seconds:
-            self._save(self.bound_index, self.total, self.units, {
+            self._save(self.bound_index, {
                 "roots": [list(r) for r in roots],
                 "explored": [[list(p), list(r)] for p, r in explored.items()],
                 "merged": merged, "totals": _totals_out(total, len(explored))})
 
-    def bound_done(self, next_index: int, total: Subtree, units: int) -> None:
-        self.total, self.units = total, units      # what later checkpoints start from
+    def bound_done(self, next_index: int) -> None:
         if self.cfg.state:
-            self._save(next_index, total, units, None)
+            self._save(next_index, None)
 
-    def _save(self, index: int, done: Subtree, units: int,
-              current: dict[str, Any] | None) -> None:
+    def _save(self, index: int, current: dict[str, Any] | None) -> None:
+        # The bounds done (self.total, self.units) and the one in progress (current).
         from faultline.check.checkpoint import run_header, write_atomically
         write_atomically(self.cfg.state, {  # type: ignore[arg-type]
             **run_header(self.scenario, self.cfg), "split": self.depth,
-            "bound_index": index, "totals": _totals_out(done, units), "current": current})
+            "bound_index": index, "totals": _totals_out(self.total, self.units),
+            "current": current})
         self.last = time.monotonic()
 
 
