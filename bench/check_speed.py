@@ -24,9 +24,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from faultline.check import dpor
 from faultline.check.explore import CheckConfig, check_scenario
-from faultline.check.validation import PROGRAMS, enumerate_all, execution
+from faultline.check.search import dpor
+from faultline.check.search.validation import PROGRAMS, enumerate_all, execution
 from faultline.scenario.loader import load_scenario
 
 SCENARIOS = ("rw-race-shadow", "shared-shadow-inval", "wire-vs-fault", "cow-vs-collapse")
@@ -65,7 +65,7 @@ def model_floor(runs: int) -> float:
     (no invariants, oracle, coverage, witness or DPOR).  No strategy can beat it, so
     floor / bare bounds what faultline's steps/s can reach as a share of the bare loop
     while the model stays as it is."""
-    from faultline.check.strategies import RandomStrategy, run_seed
+    from faultline.check.search.strategies import RandomStrategy, run_seed
     from faultline.rt.execution import Execution
     from faultline.scenario.world import World
     steps, secs = 0, 0.0
@@ -154,7 +154,7 @@ def main() -> None:
 
 def bench_jobs(runs: int) -> None:
     """--jobs 2 against --jobs 1 on the whole catalog, random and bounded DPOR."""
-    from faultline.check.parallel import check_many
+    from faultline.check.running.parallel import check_many
     from faultline.scenario.loader import load_catalog
     catalog = load_catalog()
     for label, cfg in (("random", CheckConfig(runs=runs)),
@@ -169,11 +169,11 @@ def bench_jobs(runs: int) -> None:
 
 def bench_split(quick: bool) -> None:
     """One scenario's DPOR tree: --jobs 1 (one tree) against --jobs 2 (its subtrees
-    dealt out, check.split), and the split run again in this process (identical?)."""
+    dealt out, check.search.split), and the split run again in this process (identical?)."""
     import dataclasses
 
-    from faultline.check.parallel import check_many
-    from faultline.check.split import AUTO_DEPTH
+    from faultline.check.running.parallel import check_many
+    from faultline.check.search.split import AUTO_DEPTH
     from faultline.scenario.loader import load_scenario
     s = load_scenario("rw-race-top")
     cfg = CheckConfig(strategy="dpor", preemptions=(1,) if quick else None)

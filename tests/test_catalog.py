@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from faultline.check.coverage import missing_probes
 from faultline.check.explore import CheckConfig, ScenarioResult, check_scenario
+from faultline.check.judging.coverage import missing_probes
 from faultline.scenario.loader import catalog_names, load_scenario
 
 REQUIRED = [

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from faultline.check import checkpoint, dpor
-from faultline.check.validation import PROGRAMS, execution
+from faultline.check.running import checkpoint
+from faultline.check.search import dpor
+from faultline.check.search.validation import PROGRAMS, execution
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -64,7 +65,7 @@ def test_killed_run_resumes_to_the_same_totals(tmp_path: Path, extra: list[str])
 
 
 def test_a_killed_split_run_resumes_to_the_same_totals_on_any_jobs(tmp_path: Path) -> None:
-    """--state with --jobs 2 checkpoints the split exploration (check.split) as its
+    """--state with --jobs 2 checkpoints the split exploration (check.search.split) as its
     subtrees merge; resumed with --jobs 2 or --jobs 1 it reports the totals of the
     uninterrupted split run."""
     base = ["check", "munmap-vs-fault", "--strategy", "dpor", "--json", "--jobs", "2",

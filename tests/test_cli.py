@@ -17,7 +17,7 @@ from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from faultline.check import explore
-from faultline.check.strategies import RandomStrategy
+from faultline.check.search.strategies import RandomStrategy
 from faultline.cli.app import app
 from faultline.kern.vm_map import NotModelled
 from faultline.report.trace_view import render_trace, run_description, violation_text

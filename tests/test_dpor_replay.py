@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from faultline.check import dpor as D
 from faultline.check.explore import build_execution
+from faultline.check.search import dpor as D
 from faultline.rt.execution import Execution, Hooks, Thread
 from faultline.scenario.loader import load_scenario
 

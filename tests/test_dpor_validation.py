@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from faultline.check.dpor import DporResult, explore
-from faultline.check.validation import BUGGY, PROGRAMS, Program, enumerate_all, execution
+from faultline.check.search.dpor import DporResult, explore
+from faultline.check.search.validation import BUGGY, PROGRAMS, Program, enumerate_all, execution
 
 
 def dpor(program: Program, **kw: object) -> DporResult:
@@ -30,7 +30,7 @@ def test_source_dpor_explores_every_trace(name: str) -> None:
 @pytest.mark.parametrize("optimal", [False, True])
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_dpor_executions_are_pairwise_inequivalent(name: str, optimal: bool) -> None:
-    from faultline.check.validation import _Follow, trace_key
+    from faultline.check.search.validation import _Follow, trace_key
     r = dpor(PROGRAMS[name], stop_on_violation=False, keep_schedules=True, optimal=optimal)
     keys = set()
     for sched in r.schedules:
@@ -89,7 +89,7 @@ def test_max_executions_makes_the_result_non_exhaustive() -> None:
 @pytest.mark.parametrize("name", ["locked-increments-3", "cas-counter-3", "lastzero-3",
                                   "readers-writer-3", "handoff"])
 def test_bounded_dpor_covers_every_trace_within_the_bound(name: str, bound: int) -> None:
-    from faultline.check.validation import _Follow, trace_key
+    from faultline.check.search.validation import _Follow, trace_key
     prog = PROGRAMS[name]
     bf = enumerate_all(prog)
     r = dpor(prog, bound=bound, stop_on_violation=False, keep_schedules=True)
@@ -106,9 +106,9 @@ def test_optimal_and_source_agree_on_a_catalog_scenario() -> None:
     """Regression: the wakeup-tree entry of the branch being explored must carry the
     step's real footprint (op plus model writes), or races found through those writes
     are judged covered and whole traces are skipped (optimal explored 76 of 250)."""
-    from faultline.check import dpor as D
     from faultline.check.explore import build_execution
-    from faultline.check.validation import trace_key
+    from faultline.check.search import dpor as D
+    from faultline.check.search.validation import trace_key
     from faultline.scenario.loader import load_scenario
     s = load_scenario("collapse-bypass")
 
@@ -137,7 +137,7 @@ def _fuzzed(seed: int) -> Callable[[list[object]], list[object]]:
     the builder is given."""
     import random
 
-    from faultline.check.validation import Cell, load, store
+    from faultline.check.search.validation import Cell, load, store
     from faultline.rt import ops
     from faultline.rt.sync import Lock, mtx_lock, mtx_unlock
     rnd = random.Random(seed)
@@ -181,7 +181,7 @@ def _end(build: Callable[[list[object]], list[object]], prefix: list[int]
          ) -> tuple[tuple[int, ...], list[int], list[list[int]]]:
     """The end state of the run following `prefix` (then the lowest thread), its
     schedule and the enabled threads at each step."""
-    from faultline.check.validation import _Follow
+    from faultline.check.search.validation import _Follow
     cells: list[object] = []
     f = _Follow(prefix)
     out = execution(lambda: build(cells), f, []).run()  # type: ignore[arg-type]
@@ -192,7 +192,7 @@ def _ends_within(build: Callable[[list[object]], list[object]], bound: int
                  ) -> set[tuple[int, ...]]:
     """Brute force: the end states of every interleaving with at most `bound`
     preemptions."""
-    from faultline.check.validation import preemptions
+    from faultline.check.search.validation import preemptions
     within: set[tuple[int, ...]] = set()
     stack: list[list[int]] = [[]]
     while stack:
@@ -234,8 +234,8 @@ def test_bounded_sleep_sets_lose_no_trace_of_a_catalog_scenario(
     nothing is pruned but by the bound, at many more runs).  rw-race-top pauses for
     the pager's I/O: before a Pause raced with every other step (dependency.TICK),
     sleep sets lost 3 of its traces within one preemption."""
-    from faultline.check import dpor as D
     from faultline.check.explore import CheckConfig, check_scenario
+    from faultline.check.search import dpor as D
     from faultline.scenario.loader import load_scenario
     s = load_scenario("rw-race-top")
     cfg = CheckConfig(strategy="dpor", preemptions=(1,))

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from faultline.check.explore import CheckConfig, check_scenario
-from faultline.check.invariants import StructureChecker, check_structure
-from faultline.check.strategies import RandomStrategy
+from faultline.check.judging.invariants import StructureChecker, check_structure
+from faultline.check.search.strategies import RandomStrategy
 from faultline.kern import policy as P
 from faultline.kern.policy import policy_named
 from faultline.kern.proc import proc_create, proc_touch, vm_mmap

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from faultline.check.invariants import StructureChecker, check_structure
-from faultline.check.strategies import RandomStrategy
+from faultline.check.judging.invariants import StructureChecker, check_structure
+from faultline.check.search.strategies import RandomStrategy
 from faultline.kern.pmap import Pte, pmap_create, pmap_enter, pmap_remove, pmap_remove_all
 from faultline.kern.policy import policy_named
 from faultline.kern.proc import fork1, proc_create, proc_touch, vm_mmap

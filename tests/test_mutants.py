@@ -137,7 +137,7 @@ def test_a_dpor_violation_found_with_two_jobs_replays_with_one() -> None:
     """--jobs 2 and --jobs 1 give the same counterexample, and `faultline replay`
     re-runs it to the same violation."""
     from faultline.check.explore import replay
-    from faultline.check.parallel import check_many
+    from faultline.check.running.parallel import check_many
     scenarios = [load_scenario("mprotect-vs-fault"), load_scenario("cow-rename")]
     cfg = CheckConfig(policy="test-rename-sbusied", strategy="dpor", max_executions=300)
     two = check_many(scenarios, cfg, 2)

@@ -9,9 +9,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from faultline.check import portfolio
 from faultline.check.explore import CheckConfig, replay
-from faultline.check.parallel import check_many
+from faultline.check.running.parallel import check_many
+from faultline.check.search import portfolio
 from faultline.cli.app import app
 from faultline.scenario.loader import load_scenario
 

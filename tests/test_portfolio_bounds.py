@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from faultline.check import portfolio
 from faultline.check.explore import CheckConfig, check_scenario
-from faultline.check.parallel import check_many
+from faultline.check.running.parallel import check_many
+from faultline.check.search import portfolio
 from faultline.scenario.loader import load_scenario
 from faultline.scenario.spec import BoundSpec, Scenario
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from faultline.check import dpor
 from faultline.check.explore import CheckConfig, check_scenario, replay, run_once
-from faultline.check.racedetect import RaceDetector
-from faultline.check.strategies import RandomStrategy, run_seed
+from faultline.check.judging.racedetect import RaceDetector
+from faultline.check.search import dpor
+from faultline.check.search.strategies import RandomStrategy, run_seed
 from faultline.kern.vm_page import VmPage, locked_by
 from faultline.rt import context, ops
 from faultline.rt.context import Tracked, logging_accesses

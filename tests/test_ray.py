@@ -18,9 +18,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from faultline.check import ray_backend
 from faultline.check.explore import CheckConfig, ScenarioResult
-from faultline.check.parallel import check_many
+from faultline.check.running import ray_backend
+from faultline.check.running.parallel import check_many
 from faultline.scenario.loader import load_scenario
 from faultline.scenario.spec import Scenario
 

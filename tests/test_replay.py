@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from faultline.check.explore import CheckConfig, check_scenario, replay, run_once
-from faultline.check.strategies import RandomStrategy, ReplayStrategy, run_seed
+from faultline.check.search.strategies import RandomStrategy, ReplayStrategy, run_seed
 from faultline.rt.execution import ReplayDivergence
 from faultline.rt.trace import RunRecord, schedule_from_str, schedule_to_str
 from faultline.scenario.loader import load_scenario

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from faultline.check.strategies import RandomStrategy
+from faultline.check.search.strategies import RandomStrategy
 from faultline.rt import context, ops
 from faultline.rt.context import Tracked
 from faultline.rt.execution import Execution, Hooks, Thread

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from faultline.check.strategies import RandomStrategy, ReplayStrategy
+from faultline.check.search.strategies import RandomStrategy, ReplayStrategy
 from faultline.rt import context, ops
 from faultline.rt.execution import (
     Execution,

@@ -1,4 +1,4 @@
-"""Work stealing inside one DPOR tree (check.split): the subtrees below the frozen top
+"""Work stealing inside one DPOR tree (check.search.split): the subtrees below the frozen top
 of the tree, dealt out to workers, explore every trace the whole tree does, and the
 result depends on the split depth, never on the runner or the number of workers."""
 
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from faultline.check import checkpoint
-from faultline.check.dpor import explore
 from faultline.check.explore import CheckConfig, check_scenario, replay
-from faultline.check.parallel import check_many
-from faultline.check.runners import InlineRunner, open_runner
-from faultline.check.split import check_split
-from faultline.check.validation import PROGRAMS, _Follow, execution, trace_key
+from faultline.check.running import checkpoint
+from faultline.check.running.parallel import check_many
+from faultline.check.running.runners import InlineRunner, open_runner
+from faultline.check.search.dpor import explore
+from faultline.check.search.split import check_split
+from faultline.check.search.validation import PROGRAMS, _Follow, execution, trace_key
 from faultline.scenario.loader import load_scenario
 
 
@@ -30,7 +30,7 @@ def _traces(program: object, schedules: list[list[int]]) -> set[object]:
 
 
 def _split_by_hand(program: object, depth: int, **kw: object) -> tuple[set[object], int]:
-    """check.split's closure over subtrees, on a validation program: every branch a
+    """check.search.split's closure over subtrees, on a validation program: every branch a
     subtree asks for at a frozen node becomes a subtree of its own."""
     todo: list[tuple[int, ...]] = [()]
     seen: set[tuple[int, ...]] = set()

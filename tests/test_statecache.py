@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from faultline.check import checkpoint
-from faultline.check.dpor import DporResult, explore
 from faultline.check.explore import CheckConfig, build_execution, check_scenario
-from faultline.check.statecache import StateCache, state_key
-from faultline.check.strategies import RandomStrategy
-from faultline.check.validation import (
+from faultline.check.running import checkpoint
+from faultline.check.search.dpor import DporResult, explore
+from faultline.check.search.statecache import StateCache, state_key
+from faultline.check.search.strategies import RandomStrategy
+from faultline.check.search.validation import (
     BUGGY,
     PROGRAMS,
     Cell,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from faultline.check.explore import CheckConfig, check_scenario
-from faultline.check.strategies import PctStrategy
-from faultline.check.validation import BUGGY, execution
+from faultline.check.search.strategies import PctStrategy
+from faultline.check.search.validation import BUGGY, execution
 from faultline.rt import ops
 from faultline.rt.execution import Execution, Thread
 from faultline.rt.sync import Flag, flag_post

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faultline import __version__
-from faultline.check import dpor
-from faultline.check.coverage import Coverage, tally
-from faultline.check.invariants import StructureChecker, explain_va
-from faultline.check.racedetect import RaceDetector
-from faultline.check.shrink import shrink as shrink_schedule
-from faultline.check.strategies import PctStrategy, RandomStrategy, ReplayStrategy, run_seed
+from faultline.check.judging.coverage import Coverage, tally
+from faultline.check.judging.invariants import StructureChecker, explain_va
+from faultline.check.judging.racedetect import RaceDetector
+from faultline.check.search import dpor
+from faultline.check.search.shrink import shrink as shrink_schedule
+from faultline.check.search.strategies import PctStrategy, RandomStrategy, ReplayStrategy, run_seed
 from faultline.kern.vm_map import NotModelled
 from faultline.rt.context import logging_accesses
 from faultline.rt.execution import Execution, Hooks, Outcome, Strategy
@@ -60,7 +60,7 @@ class CheckConfig:
     # source-DPOR (docs/state-caching.md).
     cache_states: bool = False
     # DPOR: frozen scheduling points whose subtrees are dealt out to workers (--split;
-    # check.split); None: split.AUTO_DEPTH when workers outnumber scenarios, else 0.
+    # check.search.split); None: split.AUTO_DEPTH when workers outnumber scenarios, else 0.
     split: int | None = None
 
 
@@ -131,7 +131,7 @@ class ScenarioResult:
     traces: int | None = None           # DPOR: distinct traces run (progress figure; not
                                         # in JSON, a resumed run counts only its own part)
     cache_hits: int | None = None       # DPOR with cache_states: runs cut at a cached state
-    subtrees: int | None = None         # DPOR split into subtrees (check.split): how many
+    subtrees: int | None = None         # DPOR split into subtrees (check.search.split): how many
 
     def to_json(self) -> dict[str, object]:
         """The --json form (no wall time: output must be byte-identical across runs)."""
@@ -299,7 +299,7 @@ class _Checkpointer:
             self._load(cfg.resume)
 
     def _load(self, doc: dict[str, Any]) -> None:
-        from faultline.check.checkpoint import check_belongs
+        from faultline.check.running.checkpoint import check_belongs
         check_belongs(doc, self.scenario, self.cfg, 0)
         t = doc["totals"]
         self.total = dpor.DporResult(executions=t["executions"],
@@ -309,7 +309,7 @@ class _Checkpointer:
         self.current = doc["current"]
 
     def resume_point(self) -> tuple[list[dpor.Node], dpor.DporResult, int] | None:
-        from faultline.check.checkpoint import load_path
+        from faultline.check.running.checkpoint import load_path
         cur = self.current
         if cur is None:
             return None
@@ -325,7 +325,7 @@ class _Checkpointer:
 
     def maybe_save(self, nodes: list[dpor.Node], res: dpor.DporResult, prefix: int) -> None:
         if self.cfg.state and time.monotonic() - self.last >= self.cfg.checkpoint_seconds:
-            from faultline.check.checkpoint import dump_path
+            from faultline.check.running.checkpoint import dump_path
             self._save(self.bound_index, {"nodes": dump_path(nodes), "prefix_len": prefix,
                                           "executions": res.executions,
                                           "sleep_blocked": res.sleep_blocked,
@@ -336,7 +336,7 @@ class _Checkpointer:
             self._save(next_index, None)
 
     def _save(self, index: int, current: dict[str, Any] | None) -> None:
-        from faultline.check.checkpoint import run_header, write_atomically
+        from faultline.check.running.checkpoint import run_header, write_atomically
         cfg = self.cfg
         done = self.total          # bounds finished so far; `current` holds the rest
         write_atomically(cfg.state, {  # type: ignore[arg-type]
@@ -440,7 +440,7 @@ def replay(scenario: Scenario, record: RunRecord, every_step: bool = True) -> Ru
 
 def counterexample_dot(scenario: Scenario, record: RunRecord, every_step: bool = True) -> str:
     """The happens-before graph (DOT) of a recorded run, re-run with footprints."""
-    from faultline.check.hbgraph import FootprintRecorder, hb_dot
+    from faultline.check.judging.hbgraph import FootprintRecorder, hb_dot
     from faultline.rt.trace import schedule_from_str
     fp = FootprintRecorder()
     npv = int(record.options.get("npv_locks", 8))

@@ -42,10 +42,11 @@ from rich.progress import (
 from rich.text import Text
 
 from faultline import __version__
-from faultline.check import explore, portfolio
+from faultline.check import explore
 from faultline.check.explore import CheckConfig, RunResult, ScenarioResult
-from faultline.check.parallel import STRATEGIES, check_many
-from faultline.check.ray_backend import RayError
+from faultline.check.running.parallel import STRATEGIES, check_many
+from faultline.check.running.ray_backend import RayError
+from faultline.check.search import portfolio
 from faultline.kern.policy import POLICIES
 from faultline.kern.vm_map import NotModelled
 from faultline.report.tables import (
@@ -556,9 +557,9 @@ def check(
 def _from_checkpoint(path: Path, cfg: CheckConfig, jobs: int
                      ) -> tuple[CheckConfig, list[str], bool, int]:
     """The configuration, scenario and job count a checkpoint file records: a split
-    exploration (check.split) resumes split as it was, on `jobs` workers; a sequential
+    exploration (check.search.split) resumes split as it was, on `jobs` workers; a sequential
     one in this process."""
-    from faultline.check import checkpoint
+    from faultline.check.running import checkpoint
     try:
         doc = checkpoint.read(path)
     except OSError as e:

@@ -211,7 +211,7 @@ def total_line(results: Sequence[ScenarioResult], wall: float) -> str:
 def coverage_table(scenarios: Sequence[Scenario], results: Sequence[ScenarioResult]) -> Table:
     """Which model paths each scenario reached: its probes first (executions reaching
     each, out of those run; a missing probe in red), then the other paths it reached."""
-    from faultline.check.coverage import probe_label
+    from faultline.check.judging.coverage import probe_label
     t = Table(title="event coverage (executions reaching each path)")
     for col in ("scenario", "policy", "probes", "other paths reached"):
         t.add_column(col, overflow="fold")

@@ -76,7 +76,7 @@ def key_of(obj: Any) -> Any:
     return k if k is not None else id(obj)
 
 
-# Race detection (check/racedetect.py): while a step runs under an observer that asked
+# Race detection (check/judging/racedetect.py): while a step runs under an observer that asked
 # for accesses, every read of a tracked object's data field, every write, and every
 # touch() lands here as (object, field, write, site), site being (code, line) of the
 # innermost model frame or None inside an rt helper.  None when nobody records; the

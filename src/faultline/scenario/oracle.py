@@ -11,7 +11,7 @@ slot); a private file mapping sees the file's cell until its first private write
 fork concurrent with writes may give the child any value the cell held while the fork
 ran; accesses to a range whose munmap/mprotect is in progress may go either way.
 Rule kept: the oracle never looks at kernel state to decide, only to explain.
-Must not be added: structural invariants (check.invariants).
+Must not be added: structural invariants (check.judging.invariants).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ other objects by their first visit in a traversal whose order is fixed by the st
 itself, never by id(); containers keep their order except sets, which are sorted;
 functions are named by their code and closure.  Rule kept: read-only, deterministic
 across processes (no hash() of strings, no id() in the digest).  Must not be added:
-exploration logic (check.dpor decides when a hit may prune).
+exploration logic (check.search.dpor decides when a hit may prune).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from types import (
 )
 from typing import Any
 
-from faultline.check.coverage import Coverage
-from faultline.check.invariants import StructureChecker
+from faultline.check.judging.coverage import Coverage
+from faultline.check.judging.invariants import StructureChecker
 from faultline.rt.execution import Execution
 from faultline.rt.witness import Witness
 from faultline.scenario.oracle import MemoryOracle

@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from faultline.check.dependency import footprint, ordered
+from faultline.check.search.dependency import footprint, ordered
 from faultline.rt import ops
 from faultline.rt.execution import Execution, Hooks, Outcome, Strategy, Thread, Violation
 from faultline.rt.sync import Flag, Lock, flag_post, flag_wait, mtx_lock, mtx_unlock

@@ -38,8 +38,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from faultline.check import dpor
-from faultline.check.coverage import Coverage, tally
 from faultline.check.explore import (
     CheckConfig,
     ScenarioResult,
@@ -47,9 +45,11 @@ from faultline.check.explore import (
     dpor_execution,
     minimise,
 )
-from faultline.check.runners import Ordered, Runner
-from faultline.check.strategies import run_seed
-from faultline.check.units import RunSummary, picklable, run_chunk
+from faultline.check.judging.coverage import Coverage, tally
+from faultline.check.running.runners import Ordered, Runner
+from faultline.check.running.units import RunSummary, picklable, run_chunk
+from faultline.check.search import dpor
+from faultline.check.search.strategies import run_seed
 from faultline.rt.context import logging_accesses
 from faultline.rt.execution import Execution, Hooks, Outcome
 from faultline.rt.trace import RunRecord

@@ -16,7 +16,7 @@ earlier run explored completely stops there, and the events of that subtree stan
 for its continuation in the race analysis (stateful DPOR, conservative form;
 docs/state-caching.md).
 Rule kept: the path is plain data (thread ids), so it can be checkpointed and replayed.
-Must not be added: model knowledge (footprints come from `check.dependency`).
+Must not be added: model knowledge (footprints come from `check.search.dependency`).
 
     explore:  prefix = []
               loop: run(prefix, extend by the lowest enabled thread not asleep)
@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faultline.check.dependency import TICK, Access, footprint, ordered, races
-from faultline.check.statecache import CacheEntry, StateCache, state_key
-from faultline.check.wakeup import Event, WutNode, insert, weak_initial
+from faultline.check.search.dependency import TICK, Access, footprint, ordered, races
+from faultline.check.search.statecache import CacheEntry, StateCache, state_key
+from faultline.check.search.wakeup import Event, WutNode, insert, weak_initial
 from faultline.rt import ops
 from faultline.rt.execution import Execution, Hooks, Outcome, Thread
 
@@ -100,7 +100,7 @@ class DporResult:
     explored_share: float = 0.0
     cache_hits: int = 0            # with cache_states: runs cut at a state explored before
     # With split: the subtree's frozen path, and the branches its races asked for at
-    # those nodes as (node index, thread), left to other subtrees (check.split).
+    # those nodes as (node index, thread), left to other subtrees (check.search.split).
     root: list[int] = field(default_factory=list)
     branches: set[tuple[int, int]] = field(default_factory=set)
 
@@ -643,7 +643,7 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
     scheduling point; always source-DPOR: a cut run has no event sequence to insert
     into a wakeup tree).  A resumed exploration starts with an empty cache.
 
-    With `split` > 0 only one subtree is explored (check.split deals them out): the
+    With `split` > 0 only one subtree is explored (check.search.split deals them out): the
     path's nodes up to and including its `split`-th branching node (two or more threads
     enabled) are frozen, following `root` and then the default choices.  Sleep sets and
     wakeup trees stay empty there (subtrees explored elsewhere cannot be known to be

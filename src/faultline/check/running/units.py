@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from faultline.check.coverage import tally
 from faultline.check.explore import CheckConfig, ScenarioResult, make_strategy, minimise, run_once
-from faultline.check.strategies import run_seed
+from faultline.check.judging.coverage import tally
+from faultline.check.search.strategies import run_seed
 from faultline.rt.execution import Outcome
 from faultline.scenario.spec import Scenario
 

@@ -3,7 +3,7 @@
 What lives here: the `Runner` protocol (submit a unit, wait for some, read a result,
 cancel), `InlineRunner` (this process, one unit at a time, in submission order),
 `PoolRunner` (local worker processes), `open_runner` (picks one, or Ray through
-`check.ray_backend`), and `Ordered`, which runs units at fixed positions 0..n-1 and
+`check.running.ray_backend`), and `Ordered`, which runs units at fixed positions 0..n-1 and
 lets the caller stop after a position: positions after it are cancelled or ignored,
 positions before it always finish.  Rule kept: a merge reads only `Ordered.needed()`,
 the values of positions before the stop, so what it computes never depends on the
@@ -114,7 +114,7 @@ def open_runner(jobs: int, use_ray: bool = False, ray_address: str | None = None
     """A runner for `jobs` workers: Ray (at `ray_address`, or a local instance with
     `jobs` CPUs), else a local process pool, else (jobs 1) this process."""
     if use_ray:
-        from faultline.check.ray_backend import start_ray
+        from faultline.check.running.ray_backend import start_ray
         with start_ray(jobs, ray_address) as runner:
             yield runner
         return

@@ -8,7 +8,7 @@ wakeup -> resume, downgrade -> shared acquire).  Rule kept: the relation is deri
 from op kind and object only, and errs on the dependent side where unsure.
 Must not be added: knowledge of the VM model.  (Plain model code between ops is
 assumed to touch shared state only under a lock or busy whose ops order it; the race-
-detection mode, check/racedetect.py, checks that assumption.)
+detection mode, check/judging/racedetect.py, checks that assumption.)
 
     lock L:  acq-x/acq-s  try-x/try-s  rel-x/rel-s  upg  dgr
              acq-s || acq-s, rel-s || acq-s   independent
@@ -41,7 +41,7 @@ _ORDER_ONLY = {("rel-x", "acq-x"), ("rel-x", "acq-s"), ("rel-s", "acq-x"), ("dgr
 # pause() waits until every thread that could run when it paused has stepped
 # (rt.execution), so what a Pause does depends on every other thread's state, and each
 # of their steps afterwards may be the one that lets the pauser go on.  Its footprint
-# names TICK, and a footprint naming TICK races with every footprint (check.dpor also
+# names TICK, and a footprint naming TICK races with every footprint (check.search.dpor also
 # compares it with every step, not only with steps sharing an object).
 TICK = "pause-tick"
 

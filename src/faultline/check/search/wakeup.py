@@ -4,7 +4,7 @@ What lives here: `WutNode` (an event of a wakeup sequence: thread and footprint,
 its continuations), `weak_initial` (may thread p start an execution equivalent to w,
 after the current prefix?) and `insert` (add a reversal sequence to a wakeup tree unless
 a branch already covers it).  Rule kept: pure functions over (thread, footprint)
-events; no execution state.  Must not be added: the exploration loop (check.dpor).
+events; no execution state.  Must not be added: the exploration loop (check.search.dpor).
 
     wut(E):  p1 ── q ── p1      a node's children are tried left to right; a branch
              └─ q2               names a whole schedule suffix to follow, so no
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from faultline.check.dependency import Access, ordered
+from faultline.check.search.dependency import Access, ordered
 
 Event = tuple[int, tuple[Access, ...]]      # (thread id, footprint)
 

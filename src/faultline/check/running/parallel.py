@@ -6,8 +6,8 @@ What lives here: `check_many`, which checks a list of scenarios on this process,
 (`units.run_chunk`); a chunk stops at its first violation, and `units.merge_runs`
 counts runs in order up to the first violating run number.  DPOR explores one scenario
 per unit (`explore.check_scenario`), or, when there are more workers than scenarios or
---split says so, deals each scenario's tree out as subtrees (`check.split`).  The
-portfolio runs its members in slices (`check.portfolio`).  Rule kept: results
+--split says so, deals each scenario's tree out as subtrees (`check.search.split`).  The
+portfolio runs its members in slices (`check.search.portfolio`).  Rule kept: results
 (executions, steps, coverage, counterexample) never depend on the runner, the number of
 jobs or which worker finished first: they are exactly what `--jobs 1` reports with the
 same split depth.  Must not be added: shared mutable state, or a
@@ -19,10 +19,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from faultline.check import explore, portfolio, split
+from faultline.check import explore
 from faultline.check.explore import CheckConfig, ScenarioResult
-from faultline.check.runners import Ordered, Runner, open_runner
-from faultline.check.units import chunks, merge_runs, run_chunk
+from faultline.check.running.runners import Ordered, Runner, open_runner
+from faultline.check.running.units import chunks, merge_runs, run_chunk
+from faultline.check.search import portfolio, split
 from faultline.scenario.spec import Scenario
 
 STRATEGIES = (*explore.STRATEGIES, portfolio.NAME)

@@ -4,7 +4,7 @@ What lives here: `RaceDetector`, an observer that replays each step's logged fie
 accesses (`rt.context.access_log`, filled while `rt.context.logging_accesses()` is
 active) against happens-before built with vector clocks from the step's op, and ends
 the run with a `data-race` Violation at the first pair of conflicting accesses that
-nothing orders.  It checks the assumption DPOR is built on (check/dependency.py): code
+nothing orders.  It checks the assumption DPOR is built on (check/search/dependency.py): code
 between two traps reads shared state only after the lock, busy, wakeup or atomic that
 orders it against the writers, so scheduling only at traps loses no outcome.
 Rule kept: happens-before here is never stronger than DPOR's dependency relation

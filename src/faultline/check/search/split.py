@@ -37,8 +37,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from faultline.check import dpor
-from faultline.check.coverage import Coverage, tally
 from faultline.check.explore import (
     CACHE_STRIDE,
     CheckConfig,
@@ -47,8 +45,10 @@ from faultline.check.explore import (
     dpor_execution,
     minimise,
 )
-from faultline.check.runners import Ordered, Runner
-from faultline.check.units import picklable
+from faultline.check.judging.coverage import Coverage, tally
+from faultline.check.running.runners import Ordered, Runner
+from faultline.check.running.units import picklable
+from faultline.check.search import dpor
 from faultline.rt.context import logging_accesses
 from faultline.rt.execution import Execution, Hooks, Outcome
 from faultline.scenario.spec import Scenario
@@ -237,7 +237,7 @@ class _SplitCheckpoint:
             self._load(cfg.resume)
 
     def _load(self, doc: dict[str, Any]) -> None:
-        from faultline.check.checkpoint import check_belongs
+        from faultline.check.running.checkpoint import check_belongs
         check_belongs(doc, self.scenario, self.cfg, self.depth)
         self.total = _totals_in(doc["totals"])
         self.units = doc["totals"]["subtrees"]
@@ -270,7 +270,7 @@ class _SplitCheckpoint:
 
     def _save(self, index: int, current: dict[str, Any] | None) -> None:
         # The bounds done (self.total, self.units) and the one in progress (current).
-        from faultline.check.checkpoint import run_header, write_atomically
+        from faultline.check.running.checkpoint import run_header, write_atomically
         write_atomically(self.cfg.state, {  # type: ignore[arg-type]
             **run_header(self.scenario, self.cfg), "split": self.depth,
             "bound_index": index, "totals": _totals_out(self.total, self.units),

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faultline.check.dpor import Node
-from faultline.check.wakeup import WutNode
+from faultline.check.search.dpor import Node
+from faultline.check.search.wakeup import WutNode
 
 if TYPE_CHECKING:
     from faultline.check.explore import CheckConfig
@@ -87,7 +87,7 @@ def run_header(scenario: Scenario, cfg: CheckConfig) -> dict[str, Any]:
 def check_belongs(doc: dict[str, Any], scenario: Scenario, cfg: CheckConfig,
                   depth: int) -> None:
     """ValueError unless checkpoint `doc` is of `scenario` under cfg's policy, split at
-    `depth` frozen nodes (0: one sequential exploration; check.split)."""
+    `depth` frozen nodes (0: one sequential exploration; check.search.split)."""
     if doc["scenario"] != scenario.name or doc["policy"] != cfg.policy:
         raise ValueError(f"checkpoint is for {doc['scenario']} under {doc['policy']}")
     split = doc.get("split", 0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from faultline.check.dependency import Access, footprint, ordered
+from faultline.check.search.dependency import Access, footprint, ordered
 from faultline.rt import ops
 from faultline.rt.execution import Execution, Hooks, Thread
 from faultline.rt.trace import describe_op
