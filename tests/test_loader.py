@@ -277,7 +277,9 @@ def test_unknown_expect_policy() -> None:
 def test_wrong_type() -> None:
     err = doc_error(lambda d: d["process"][0]["map"][1].update(pages="2"))
     assert err.key == "process[0].map[1].pages"
-    assert str(err) == f"{SRC}: process[0].map[1].pages: expected an integer >= 1, got '2'"
+    assert str(err) == (f"{SRC}: process[0].map[1].pages: expected an integer from 1 to 1024 "
+                        "(the scenario limit on pages per file, map, segment or range op), "
+                        "got '2'")
 
 
 def test_bool_is_not_an_integer() -> None:
@@ -757,4 +759,55 @@ def test_stated_bound_needs_a_reason() -> None:
 def test_stated_bound_is_not_negative() -> None:
     err = doc_error(lambda d: d.update(bound={"preemptions": -1, "reason": "r"}))
     assert err.key == "bound.preemptions"
-    assert err.expected == "an integer >= 0"
+    assert err.expected == "an integer from 0 to 16 (the limit on a stated bound)"
+
+
+# ---------------------------------------------------------------- limits
+
+
+@pytest.mark.parametrize(("edit", "key", "words"), [
+    (lambda d: d["process"][0]["map"][0].update(addr=2**70), "process[0].map[0].addr",
+     "VM_MAXUSER_ADDRESS"),
+    (lambda d: d["process"][0]["map"][0].update(addr=0x7FFFFFFFF000, pages=2),
+     "process[0].map[0].pages", "ending at or below 0x800000000000"),
+    (lambda d: d["process"][0]["map"][0].update(pages=10**9), "process[0].map[0].pages",
+     "from 1 to 1024"),
+    (lambda d: d["thread"][0].update(ops=["munmap 0x1000 99999999999"]), "thread[0].ops[0]",
+     "from 1 to 1024"),
+    (lambda d: d["thread"][0].update(ops=["munmap 0x7ffffffff000 2"]), "thread[0].ops[0]",
+     "range ending at or below"),
+    (lambda d: d["thread"][0].update(ops=["read 0x800000000000"]), "thread[0].ops[0]",
+     "VM_MAXUSER_ADDRESS"),
+    (lambda d: d["thread"][0].update(ops=[f"write 0x1000 {2**63}"]), "thread[0].ops[0]",
+     "64-bit word"),
+    (lambda d: d["file"][0].update(pages=[0] * 1025), "file[0].pages", "at most 1,024"),
+    (lambda d: d["thread"][0].update(ops=["read 0x1000"] * 1001), "thread[0].ops",
+     "at most 1,000 op strings"),
+    (lambda d: d.update(thread=[{"name": f"T{i}", "process": "p0", "ops": []}
+                                for i in range(65)]), "thread", "at most 64 [[thread]]"),
+    (lambda d: d.update(step_bound=10**12), "step_bound", "limit on steps per run"),
+    (lambda d: d.update(description="x" * 10_001), "description", "at most 10,000 characters"),
+    (lambda d: d["process"][0]["map"].extend(
+        {"addr": 0x1000000 * (i + 1), "pages": 1024} for i in range(4)),
+     "<all pages>", "at most 4,096 pages"),
+])
+def test_scenario_limits_name_the_limit(edit: Callable[[dict[str, Any]], None], key: str,
+                                        words: str) -> None:
+    """Everything that makes one step's work grow (pages, addresses, values, counts) is
+    bounded, and the error says by what."""
+    err = doc_error(edit)
+    assert err.key == key
+    assert words in str(err)
+
+
+def test_an_oversized_scenario_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    big = tmp_path / "big.toml"
+    big.write_text(VALID + "# " + "x" * (1 << 20) + "\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match="at most 1,048,576 bytes"):
+        load_path(big)
+
+
+def test_python_built_scenarios_obey_the_same_limits() -> None:
+    s = dataclasses.replace(EXPECTED, step_bound=10**12)
+    with pytest.raises(ScenarioError, match="limit on steps per run"):
+        validate(s)

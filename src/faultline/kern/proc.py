@@ -134,11 +134,9 @@ async def sys_mprotect(p: Proc, addr: int, pages: int, prot: str) -> str:
 
 
 async def sys_minherit(p: Proc, addr: int, pages: int, inherit: str) -> None:
-    """minherit."""
+    """minherit (vm_map_inherit reports the change while the map is locked)."""
     assert p.map is not None
     await vm_map_inherit(p.map, addr, addr + pages * PAGE_SIZE, inherit)
-    await ops.note("minherit", {"proc": p.name, "addr": addr, "pages": pages,
-                                "inherit": inherit})
 
 
 async def sys_mlock(p: Proc, addr: int, pages: int) -> str:
@@ -167,11 +165,22 @@ async def fork1(p: Proc, child: str) -> Proc:
     return c
 
 
-async def thread_single(p: Proc) -> None:
-    """thread_single(SINGLE_EXIT): wait until we are the process's only thread."""
-    await ops.atomic(p, "set P_SINGLE_EXIT", lambda: setattr(p, "single", True))
+async def thread_single(p: Proc) -> bool:
+    """thread_single(SINGLE_EXIT): become the process's single-threading thread and
+    wait until we are its only thread.  False, at once, if another thread already is:
+    exit1 and kern_execve then give up, and the thread leaves the process at its next
+    boundary (thread_suspend_check: the winner's SINGLE_EXIT makes it exit)."""
+    def claim() -> bool:
+        if p.single:
+            return False
+        p.single = True
+        return True
+    if not await ops.atomic(p, "set P_SINGLE_EXIT", claim):
+        await ops.note("thread-single-lost", p.name)
+        return False
     while await ops.sleep(p, "exithold", None, lambda: p.nthreads > 1):
         pass
+    return True
 
 
 async def thread_exit(p: Proc) -> None:
@@ -182,8 +191,10 @@ async def thread_exit(p: Proc) -> None:
 
 async def exit1(p: Proc) -> None:
     """exit1 -> vmspace_exit: tear the address space down, dropping object references
-    (which may collapse shadow chains of other processes)."""
-    await thread_single(p)
+    (which may collapse shadow chains of other processes).  A thread that loses the
+    race to single-thread the process leaves it instead (the winner exits or execs)."""
+    if not await thread_single(p):
+        return
     assert p.map is not None
     m, p.map = p.map, None
     await vmspace_teardown(m)
@@ -195,8 +206,10 @@ async def exec_new_vmspace(p: Proc, image: str,
                            segments: list[tuple[VmObject, int, int, int, str]]) -> None:
     """exec_new_vmspace + the image activator's mappings: a fresh vmspace whose text is
     mapped read-only and data privately (COW) from the shared file objects.
-    `segments` are (object, offset, addr, pages, prot)."""
-    await thread_single(p)
+    `segments` are (object, offset, addr, pages, prot).  A thread that loses the race
+    to single-thread the process gets ERESTART and leaves it at its next boundary."""
+    if not await thread_single(p):
+        return
     await ops.note("exec-begin", {"proc": p.name, "image": image})
     old = p.map
     new = vmspace_alloc(p.vm, p.name)

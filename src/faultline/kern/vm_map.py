@@ -85,7 +85,7 @@ class VmMapEntry(Tracked):
     eflags: int = locked_by("L", 0)
     wired_count: int = locked_by("L", 0)
     wiring_thread: int | None = locked_by("L")
-    wired_pages: list[VmPage] = locked_by("L", factory=list)   # see docs/model.md
+    wired_pages: dict[int, VmPage] = locked_by("L", factory=dict)  # va -> page; docs/model.md
     eid: int = locked_by("C", 0)                                  # allocation number
 
     @property
@@ -215,18 +215,23 @@ def vm_map_insert(m: VmMap, obj: VmObject | None, offset: int, start: int, end: 
 
 
 async def vm_map_clip(m: VmMap, start: int, end: int) -> list[VmMapEntry]:
-    """vm_map_clip_start/end over [start, end): the entries exactly covering it."""
+    """vm_map_clip_start at `start`, then vm_map_clip_end at `end`: split the entries
+    straddling either bound (both may fall inside one entry: the second cut is then
+    made in the tail the first one left), so that the entries returned, in address
+    order, lie exactly inside [start, end).  Map write-locked."""
     lock_assert(m.lock, "x")
-    for e in list(m.entries):
-        for cut in (start, end):
-            if e.start < cut < e.end:
-                await _clip_at(m, e, cut)
+    for cut in (start, end):
+        e = vm_map_lookup_entry(m, cut)
+        if e is not None and e.start < cut:
+            await _clip_at(m, e, cut)
     return [e for e in m.entries if start <= e.start and e.end <= end]
 
 
 async def _clip_at(m: VmMap, e: VmMapEntry, cut: int) -> None:
-    # vm_map_entry_clone: create the backing object now (vm_map_entry_charge_object),
-    # so both halves share one object, then both reference it.
+    # vm_map_entry_clone: the new tail is a copy of the entry (protections, flags,
+    # wiring and the wiring thread of an entry in transition), and the pages its
+    # wiring holds go with their addresses.  The backing object is created now
+    # (vm_map_entry_charge_object), so both halves share one object and reference it.
     if e.object is None:
         e.object = vm_object_allocate_anon(m.vm, (e.end - e.start) // PAGE_SIZE, None)
         e.offset = 0
@@ -234,9 +239,11 @@ async def _clip_at(m: VmMap, e: VmMapEntry, cut: int) -> None:
                       offset=e.offset + (cut - e.start) // PAGE_SIZE,
                       protection=e.protection, max_protection=e.max_protection,
                       inheritance=e.inheritance, eflags=e.eflags,
-                      wired_count=e.wired_count, eid=m.vm.serial())
-    if e.object is not None:
-        await vm_object_reference(e.object)
+                      wired_count=e.wired_count, wiring_thread=e.wiring_thread,
+                      wired_pages={va: pg for va, pg in e.wired_pages.items() if va >= cut},
+                      eid=m.vm.serial())
+    e.wired_pages = {va: pg for va, pg in e.wired_pages.items() if va < cut}
+    await vm_object_reference(e.object)
     e.end = cut
     touch(m, field="entries")
     m.entries.append(tail)
@@ -339,26 +346,41 @@ async def vm_map_process_deferred(objs: list[VmObject]) -> None:
         await vm_object_deallocate(obj)
 
 
-async def vm_map_remove(m: VmMap, start: int, end: int) -> None:
-    """vm_map_remove (munmap): waits for entries being wired to leave transition."""
-    await vm_map_lock(m)
+async def vm_map_wait_in_transition(m: VmMap, start: int, end: int) -> None:
+    """vm_map_entry_in_transition, for a whole range: map write-locked on entry and on
+    return; sleep (map unlocked) while an entry meeting [start, end) is being wired or
+    unwired by another thread, so the entries may change meanwhile."""
+    lock_assert(m.lock, "x")
     while any(e.eflags & MAP_ENTRY_IN_TRANSITION and e.start < end and start < e.end
               for e in m.entries):
         m.needs_wakeup = True
         await vm_map_unlock_and_wait(m)
         await vm_map_lock(m)
+
+
+async def vm_map_remove(m: VmMap, start: int, end: int) -> None:
+    """vm_map_remove (munmap): waits for entries being wired to leave transition.
+    The removal is reported (note map-delete) while the map is still locked, the
+    moment it takes effect for a fork walking the map."""
+    await vm_map_lock(m)
+    await vm_map_wait_in_transition(m, start, end)
     deferred = await vm_map_delete(m, start, end)
+    await ops.note("map-delete", {"map": m.name, "start": start, "end": end})
     await vm_map_unlock(m)
     await vm_map_process_deferred(deferred)
 
 
 async def vm_map_protect(m: VmMap, start: int, end: int, prot: int) -> str:
-    """vm_map_protect (mprotect): removing write permission write-protects the PTEs."""
+    """vm_map_protect (mprotect): waits for entries in transition, refuses a protection
+    beyond an entry's maximum before clipping anything, then sets it; removing write
+    permission write-protects the PTEs.  A change is reported (note map-protect) while
+    the map is locked."""
     await vm_map_lock(m)
-    entries = await vm_map_clip(m, start, end)
-    if any(prot & ~e.max_protection for e in entries):
+    await vm_map_wait_in_transition(m, start, end)
+    if any(prot & ~e.max_protection for e in m.entries if e.start < end and start < e.end):
         await vm_map_unlock(m)
         return KERN_PROTECTION_FAILURE
+    entries = await vm_map_clip(m, start, end)
     for e in entries:
         if e.wired_count and prot & VM_PROT_WRITE and not e.protection & VM_PROT_WRITE:
             await vm_map_unlock(m)
@@ -369,47 +391,65 @@ async def vm_map_protect(m: VmMap, start: int, end: int, prot: int) -> str:
             # MASK(): a COW entry's PTEs stay read-only whatever the protection.
             mask = ~VM_PROT_WRITE if e.eflags & MAP_ENTRY_COW else VM_PROT_ALL
             await pmap_mod.pmap_protect(m.pmap, e.start, e.end, prot & mask)
+    await ops.note("map-protect", {"map": m.name, "start": start, "end": end, "prot": prot})
     await vm_map_unlock(m)
     return KERN_SUCCESS
 
 
 async def vm_map_inherit(m: VmMap, start: int, end: int, inheritance: str) -> None:
-    """vm_map_inherit (minherit)."""
+    """vm_map_inherit (minherit): entries in transition are clipped too (FreeBSD does
+    not wait for them); the change is reported (note map-inherit) under the map lock."""
     await vm_map_lock(m)
     for e in await vm_map_clip(m, start, end):
         e.inheritance = inheritance
+    await ops.note("map-inherit", {"map": m.name, "start": start, "end": end,
+                                   "inherit": inheritance})
     await vm_map_unlock(m)
 
 
 # ---------------------------------------------------------------- wiring
 
 async def vm_map_wire(m: VmMap, start: int, end: int) -> str:
-    """vm_map_wire (mlock): mark the entries in transition, fault every page with
-    VM_FAULT_WIRE with the map unlocked, then clear the mark and wake waiters."""
+    """vm_map_wire (mlock): wait for entries another thread has in transition, mark
+    ours in transition, fault every page with VM_FAULT_WIRE with the map unlocked,
+    then, map locked again, settle each entry now holding one of our addresses (the
+    entries may have been clipped meanwhile): on success it keeps the pages wired at
+    its addresses and becomes user-wired; on failure the wiring is undone, as FreeBSD's
+    vm_map_wire_locked does at `done:`.  Then clear the mark and wake waiters."""
     from faultline.kern.vm_fault import VM_FAULT_WIRE, vm_fault
     from faultline.rt.context import curtid
     await vm_map_lock(m)
+    await vm_map_wait_in_transition(m, start, end)
     entries = [e for e in await vm_map_clip(m, start, end)
                if not e.eflags & MAP_ENTRY_USER_WIRED]       # user wiring counts once
     for e in entries:
-        e.eflags |= MAP_ENTRY_IN_TRANSITION | MAP_ENTRY_USER_WIRED
+        e.eflags |= MAP_ENTRY_IN_TRANSITION
         e.wiring_thread = curtid()
         e.wired_count += 1
-    todo = [(e, e.start, e.end) for e in entries if e.wired_count == 1]
+    todo = [va for e in entries if e.wired_count == 1
+            for va in range(e.start, e.end, PAGE_SIZE)]
     await vm_map_unlock(m)
     rv = KERN_SUCCESS
-    for e, s, t in todo:
-        for va in range(s, t, PAGE_SIZE):
-            held: list[VmPage] = []
-            rv = await vm_fault(m, va, VM_PROT_NONE, VM_FAULT_WIRE, held)
-            e.wired_pages.extend(held)       # the entry is ours while in transition
-            if rv != KERN_SUCCESS:
-                break
+    wired: dict[int, VmPage] = {}
+    for va in todo:
+        held: list[VmPage] = []
+        rv = await vm_fault(m, va, VM_PROT_NONE, VM_FAULT_WIRE, held)
+        if held:
+            wired[va] = held[0]
+        if rv != KERN_SUCCESS:
+            break
     await vm_map_lock(m)
-    for e in m.entries:
-        if e.eflags & MAP_ENTRY_IN_TRANSITION and e.wiring_thread == curtid():
-            e.eflags &= ~MAP_ENTRY_IN_TRANSITION
-            e.wiring_thread = None
+    for e in list(m.entries):
+        if not (e.eflags & MAP_ENTRY_IN_TRANSITION and e.wiring_thread == curtid()):
+            continue
+        pages = {va: pg for va, pg in wired.items() if e.start <= va < e.end}
+        if rv == KERN_SUCCESS:
+            e.wired_pages.update(pages)
+            e.eflags |= MAP_ENTRY_USER_WIRED
+        else:
+            await _vm_map_wire_undo(m, e, pages)
+        e.eflags &= ~MAP_ENTRY_IN_TRANSITION
+        e.wiring_thread = None
     wake = m.needs_wakeup
     m.needs_wakeup = False
     await vm_map_unlock(m)
@@ -418,12 +458,21 @@ async def vm_map_wire(m: VmMap, start: int, end: int) -> str:
     return rv
 
 
+async def _vm_map_wire_undo(m: VmMap, e: VmMapEntry, pages: dict[int, VmPage]) -> None:
+    # vm_map_wire_locked's `done:` after a failure: drop this call's wiring of `e`.
+    if e.wired_count == 1:
+        for va in sorted(pages):
+            await vm_page_unwire(pages[va])
+        await pmap_mod.pmap_unwire(m.pmap, e.start, e.end)
+    e.wired_count -= 1
+
+
 async def vm_map_entry_unwire(m: VmMap, e: VmMapEntry) -> None:
     """vm_map_entry_unwire: map write-locked; unwire the pages the entry's wiring
     faults wired (kept on the entry instead of walking the chain as vm_object_unwire
     does, docs/model.md) and clear PG_W."""
-    for page in e.wired_pages:
-        await vm_page_unwire(page)
+    for va in sorted(e.wired_pages):
+        await vm_page_unwire(e.wired_pages[va])
     e.wired_pages.clear()
     await pmap_mod.pmap_unwire(m.pmap, e.start, e.end)
     e.wired_count = 0
@@ -431,8 +480,9 @@ async def vm_map_entry_unwire(m: VmMap, e: VmMapEntry) -> None:
 
 
 async def vm_map_unwire(m: VmMap, start: int, end: int) -> None:
-    """vm_map_unwire (munlock)."""
+    """vm_map_unwire (munlock): waits for entries in transition first."""
     await vm_map_lock(m)
+    await vm_map_wait_in_transition(m, start, end)
     for e in await vm_map_clip(m, start, end):
         if e.wired_count:
             await vm_map_entry_unwire(m, e)

@@ -7,7 +7,8 @@ flags and membership change only under the object write lock(s) FreeBSD takes; c
 read without a lock go through racy loads.  Must not be added: the fault path.
 
     map entry -> S (top, anon) --backing--> O (anon) --backing--> V (vnode)
-                 shadow_count(O) = #objects whose backing_object is O
+                 shadow_count(O) = #objects whose backing_object is O (anonymous
+                 objects only: a vnode object lists and counts no shadows)
                  ref_count(O)   >= shadow_count(O)   (entries + shadows + faults)
 
 Locking legend: (A) atomic/racy  (C) immutable  (O) this object's lock
@@ -62,6 +63,7 @@ OBJ_ANON, OBJ_ONEMAPPING = ObjFlag.OBJ_ANON, ObjFlag.OBJ_ONEMAPPING
 OBJ_DEAD, OBJ_COLLAPSING, OBJ_SWAP = ObjFlag.OBJ_DEAD, ObjFlag.OBJ_COLLAPSING, ObjFlag.OBJ_SWAP
 
 OBJT_SWAP, OBJT_VNODE, OBJT_DEAD = "swap", "vnode", "dead"
+OBJECT_LOCK_CLASS = "vm object"          # the WITNESS class of every object lock
 
 
 @dataclass(eq=False)
@@ -101,7 +103,7 @@ def _new_object(vm: Vm, otype: str, size: int, flags: ObjFlag, handle: Any,
     vm.next_oid += 1
     label = name or f"obj{oid}"
     obj = VmObject(vm=vm, oid=oid, type=otype, size=size,
-                   lock=Lock("vm object", label, "rw", dupok=True),
+                   lock=Lock(OBJECT_LOCK_CLASS, label, "rw", dupok=True),
                    flags=flags, handle=handle, pip=BlockCount(f"{label}.pip"),
                    busy=BlockCount(f"{label}.busy"), name=label)
     vm.objects.append(obj)
@@ -194,27 +196,36 @@ def vm_object_clear_flag(obj: VmObject, flag: ObjFlag) -> None:
 
 async def vm_object_backing_insert(obj: VmObject, backing: VmObject) -> None:
     """vm_object_backing_insert: obj write-locked; link it as a shadow of `backing`
-    (the caller's reference on `backing` becomes the backing reference)."""
+    (the caller's reference on `backing` becomes the backing reference).  Only an
+    anonymous backing object is locked: it alone keeps a shadow list."""
     lock_assert(obj.lock, "x")
+    if not backing.flags & OBJ_ANON:
+        _backing_link(obj, backing)
+        return
     await rw_wlock(backing.lock)
     _backing_link(obj, backing)
     await rw_unlock(backing.lock)
 
 
 def _backing_link(obj: VmObject, backing: VmObject) -> None:
-    # Both locks held: shadow list, shadow_count and the back pointer move together.
-    touch(backing, field="shadows")
-    backing.shadows.append(obj)
-    backing.shadow_count += 1
+    # vm_object_backing_insert_locked: both locks held for an anonymous backing
+    # object, whose shadow list, shadow_count and our back pointer move together;
+    # a vnode object counts no shadows, so only the back pointer (under obj's lock).
+    if backing.flags & OBJ_ANON:
+        touch(backing, field="shadows")
+        backing.shadows.append(obj)
+        backing.shadow_count += 1
     obj.backing_object = backing
 
 
 def _backing_unlink(obj: VmObject) -> VmObject:
+    # vm_object_backing_remove_locked (the lock rule of _backing_link).
     backing = obj.backing_object
     assert backing is not None
-    touch(backing, field="shadows")
-    backing.shadows.remove(obj)
-    backing.shadow_count -= 1
+    if backing.flags & OBJ_ANON:
+        touch(backing, field="shadows")
+        backing.shadows.remove(obj)
+        backing.shadow_count -= 1
     obj.backing_object = None
     return backing
 
@@ -290,17 +301,21 @@ async def vm_object_deallocate(obj: VmObject | None) -> None:
         # The final reference: terminate and continue with the backing object.
         temp = obj.backing_object
         if temp is not None:
-            await vm_object_backing_remove_locked(obj)
+            await vm_object_backing_remove(obj)
         kassert(not obj.flags & OBJ_DEAD, f"{obj}: terminating a dead object")
         vm_object_set_flag(obj, OBJ_DEAD)
         await vm_object_terminate(obj)
         obj = temp
 
 
-async def vm_object_backing_remove_locked(obj: VmObject) -> None:
-    """vm_object_backing_remove: obj write-locked; unlink it from its backing object."""
+async def vm_object_backing_remove(obj: VmObject) -> None:
+    """vm_object_backing_remove: obj write-locked; unlink it from its backing object
+    (locked too if it is anonymous, the only kind that lists its shadows)."""
     backing = obj.backing_object
     assert backing is not None
+    if not backing.flags & OBJ_ANON:
+        _backing_unlink(obj)
+        return
     await rw_wlock(backing.lock)
     _backing_unlink(obj)
     await rw_unlock(backing.lock)
@@ -398,6 +413,39 @@ async def vm_object_collapse(obj: VmObject) -> None:
             return
 
 
+async def vm_object_backing_transfer(obj: VmObject, backing: VmObject) -> None:
+    """vm_object_backing_transfer: both write-locked; obj now shadows what `backing`
+    shadowed, and backing's reference on that object becomes obj's.  Between the
+    unlink and the link obj has no backing object while obj stays write-locked: only
+    lock holders may read the link (check.judging.invariants does not judge it)."""
+    _backing_unlink(obj)
+    nxt = backing.backing_object
+    if nxt is None:
+        return
+    if nxt.flags & OBJ_ANON:
+        await rw_wlock(nxt.lock)
+        _backing_unlink(backing)
+        _backing_link(obj, nxt)
+        await rw_unlock(nxt.lock)
+    else:
+        obj.backing_object, backing.backing_object = nxt, None
+
+
+async def vm_object_backing_insert_ref(obj: VmObject, backing: VmObject) -> None:
+    """vm_object_backing_insert_ref: obj write-locked; link it below `backing` with a
+    new reference (an anonymous backing object is locked and loses ONEMAPPING)."""
+    if not backing.flags & OBJ_ANON:
+        await vm_object_reference(backing)
+        _backing_link(obj, backing)
+        return
+    await rw_wlock(backing.lock)
+    kassert(not backing.flags & OBJ_DEAD, f"shadowing dead anonymous object {backing}")
+    await vm_object_reference_locked(backing)
+    _backing_link(obj, backing)
+    vm_object_clear_flag(backing, OBJ_ONEMAPPING)
+    await rw_unlock(backing.lock)
+
+
 async def _collapse_full(obj: VmObject, backing: VmObject) -> None:
     # The backing object is referenced only by obj: move its pages up, relink, discard it.
     kassert(backing.shadow_count == 1, f"collapse: {backing} has {backing.shadow_count} shadows")
@@ -408,14 +456,7 @@ async def _collapse_full(obj: VmObject, backing: VmObject) -> None:
     await ops.note("collapse", {"object": repr(obj), "backing": repr(backing)})
     await vm_object_collapse_scan(obj)
     vm_object_clear_flag(obj, OBJ_COLLAPSING)
-    # vm_object_backing_transfer: obj now shadows what backing shadowed.
-    _backing_unlink(obj)
-    nxt = backing.backing_object
-    if nxt is not None:
-        await rw_wlock(nxt.lock)
-        _backing_unlink(backing)
-        _backing_link(obj, nxt)
-        await rw_unlock(nxt.lock)
+    await vm_object_backing_transfer(obj, backing)
     obj.backing_object_offset += backing.backing_object_offset
     await rw_unlock(obj.lock)
     await vm_object_pip_wakeup(obj)
@@ -435,13 +476,7 @@ async def _collapse_bypass(obj: VmObject, backing: VmObject) -> bool:
     _backing_unlink(obj)
     nxt = backing.backing_object
     if nxt is not None:
-        # vm_object_backing_insert_ref: a new reference on nxt for obj.
-        await rw_wlock(nxt.lock)
-        await ops.atomic_add(nxt, "ref_count", 1)
-        _backing_link(obj, nxt)
-        if nxt.flags & OBJ_ANON:
-            vm_object_clear_flag(nxt, OBJ_ONEMAPPING)
-        await rw_unlock(nxt.lock)
+        await vm_object_backing_insert_ref(obj, nxt)
         obj.backing_object_offset += backing.backing_object_offset
     kassert(not await _refcount_release(backing), f"bypass freed {backing}")
     await rw_unlock(backing.lock)

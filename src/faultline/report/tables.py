@@ -228,4 +228,5 @@ def coverage_table(scenarios: Sequence[Scenario], results: Sequence[ScenarioResu
 
 
 _BOOKKEEPING = {"op", "mmap", "setup-done", "user-access", "thread-stopped", "fork-begin",
-                "fork-end", "munmap-end", "mprotect-end", "exec-begin"}
+                "fork-end", "munmap-end", "mprotect-end", "exec-begin", "map-delete",
+                "map-protect", "map-inherit"}

@@ -27,6 +27,7 @@ from typing import Any, Generic, NoReturn, TypeGuard, TypeVar, cast
 
 from faultline.scenario.spec import (
     INHERITS,
+    LIMITS,
     OP_NAMES,
     PAGE_SIZE,
     PROTS,
@@ -75,6 +76,7 @@ _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _SCENARIO_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
 _KEY_PART_RE = re.compile(r"[A-Za-z0-9_-]+")
 _INT_TEXT_RE = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
+_ANY_RE = re.compile(r".*", re.DOTALL)
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel = 3
@@ -167,49 +169,72 @@ class _Rule(Generic[T]):
         return cast(T, value)
 
 
-def _int_rule(minimum: int | None = None, *, aligned: bool = False) -> _Rule[int]:
+def _int_rule(minimum: int | None = None, maximum: int | None = None, *,
+              aligned: bool = False, why: str = "") -> _Rule[int]:
     def accepts(value: object) -> bool:
         if not _is_int(value) or (minimum is not None and value < minimum):
             return False
+        if maximum is not None and value > maximum:
+            return False
         return not aligned or value % PAGE_SIZE == 0
 
-    bound = "" if minimum is None else f" >= {minimum}"
+    if maximum is None:
+        bound = "" if minimum is None else f" >= {minimum}"
+    else:
+        show = hex if maximum >= 0x10000 else str
+        bound = f" from {show(minimum or 0)} to {show(maximum)}"
     kind = f"a page-aligned (multiple of {PAGE_SIZE:#x}) integer" if aligned else "an integer"
-    return _Rule(kind + bound, accepts)
+    return _Rule(kind + bound + (f" ({why})" if why else ""), accepts)
 
 
-def _str_rule(expected: str, pattern: re.Pattern[str] | None = None) -> _Rule[str]:
+def _str_rule(expected: str, pattern: re.Pattern[str] | None = None,
+              longest: int = LIMITS.text) -> _Rule[str]:
     def accepts(value: object) -> bool:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or len(value) > longest:
             return False
         return bool(value.strip()) if pattern is None else bool(pattern.fullmatch(value))
 
-    return _Rule(expected, accepts)
+    return _Rule(f"{expected} of at most {longest:,} characters", accepts)
 
 
 def _choice_rule(choices: tuple[str, ...]) -> _Rule[str]:
     return _Rule("one of: " + ", ".join(choices), lambda value: value in choices)
 
 
-_INT = _int_rule()
+_USER = "below amd64's VM_MAXUSER_ADDRESS, the top of a user address space"
+_HALF_WORD = 1 << (LIMITS.word_bits - 1)
+_INT = _int_rule(-_HALF_WORD, _HALF_WORD - 1, why="a page holds one 64-bit word")
 _NAT = _int_rule(0)
 _POS = _int_rule(1)
-_PAGE_ADDR = _int_rule(0, aligned=True)
-_STRING: _Rule[str] = _Rule("a string", lambda value: isinstance(value, str))
-_OP_STRING: _Rule[str] = _Rule("an op string", lambda value: isinstance(value, str))
+_ADDR = _int_rule(0, LIMITS.user_top - 1, why=_USER)
+_PAGE_ADDR = _int_rule(0, LIMITS.user_top - PAGE_SIZE, aligned=True, why=_USER)
+_PAGES = _int_rule(1, LIMITS.pages, why="the scenario limit on pages per file, map, "
+                   "segment or range op")
+_OFFSET = _int_rule(0, LIMITS.pages - 1, why="files hold at most "
+                    f"{LIMITS.pages} pages")
+_STEP_BOUND = _int_rule(1, LIMITS.step_bound, why="the scenario limit on steps per run")
+_PREEMPTION_BOUND = _int_rule(0, LIMITS.preemptions, why="the limit on a stated bound")
+_STRING = _str_rule("a string", _ANY_RE, longest=200)
+_OP_STRING = _str_rule("an op string", _ANY_RE, longest=200)
 _TEXT = _str_rule("a non-empty string")
-_IDENT = _str_rule("an identifier ([A-Za-z_][A-Za-z0-9_.-]*)", _IDENT_RE)
-_SCENARIO_NAME = _str_rule("a scenario name ([a-z0-9][a-z0-9-]*)", _SCENARIO_NAME_RE)
+_IDENT = _str_rule("an identifier ([A-Za-z_][A-Za-z0-9_.-]*)", _IDENT_RE, longest=64)
+_SCENARIO_NAME = _str_rule("a scenario name ([a-z0-9][a-z0-9-]*)", _SCENARIO_NAME_RE,
+                           longest=64)
 _PROT = _choice_rule(PROTS)
 _SHARE = _choice_rule(_SHARES)
 _INHERIT = _choice_rule(INHERITS)
 _VERDICT = _choice_rule(_VERDICTS)
 
 
-def _seq(value: object, loc: _Loc, rule: _Rule[T], noun: str, min_len: int = 0) -> tuple[T, ...]:
-    """Check that `value` is a list (or tuple) of at least `min_len` items obeying `rule`."""
+def _seq(value: object, loc: _Loc, rule: _Rule[T], noun: str, min_len: int = 0,
+         max_len: int = LIMITS.pages) -> tuple[T, ...]:
+    """Check that `value` is a list (or tuple) of `min_len` to `max_len` items obeying
+    `rule`."""
     if not isinstance(value, list | tuple) or len(value) < min_len:
         loc.fail(f"a {'non-empty ' if min_len else ''}list of {noun}", value)
+    if len(value) > max_len:
+        loc.fail(f"a list of at most {max_len:,} {noun} (a scenario limit)",
+                 f"a list of {len(value):,}")
     return tuple(rule.check(item, loc.item(i)) for i, item in enumerate(value))
 
 
@@ -233,9 +258,9 @@ _SYNTAX: dict[str, tuple[str, ...]] = {
 _RANGE_OPS = frozenset({"munmap", "mprotect", "minherit", "mlock", "munlock"})
 _INT_PARAMS = frozenset({"ADDR", "VALUE", "PAGES"})
 _PARAMS: dict[str, tuple[str, _Rule[Any]]] = {
-    "ADDR": ("addr", _NAT),
+    "ADDR": ("addr", _ADDR),
     "VALUE": ("value", _INT),
-    "PAGES": ("pages", _POS),
+    "PAGES": ("pages", _PAGES),
     "PROT": ("prot", _PROT),
     "INH": ("inherit", _INHERIT),
     "CHILD": ("target", _IDENT),
@@ -282,6 +307,9 @@ def parse_op(text: str, where_file: str, key: str) -> Op:
         if not rule.accepts(value):
             loc.fail(f"{syntax} with {param} {rule.expected}", text)
         fields[field_name] = value
+    if name in _RANGE_OPS and fields["addr"] + fields["pages"] * PAGE_SIZE > LIMITS.user_top:
+        loc.fail(f"{syntax} with a range ending at or below {LIMITS.user_top:#x} ({_USER})",
+                 text)
     return Op(name, **fields)
 
 
@@ -313,33 +341,40 @@ def _optional(tbl: dict[str, object], loc: _Loc, rules: dict[str, _Rule[Any]]) -
 
 def _list(
     tbl: dict[str, object], key: str, loc: _Loc, rule: _Rule[T], noun: str,
-    *, min_len: int = 0, required: bool = False,
+    *, min_len: int = 0, max_len: int = LIMITS.pages, required: bool = False,
 ) -> tuple[T, ...]:
     """A list-valued key as a tuple (empty when absent and not required)."""
     if key not in tbl:
         if required:
             loc.at(key).fail(f"a list of {noun} (required key is missing)")
         return ()
-    return _seq(tbl[key], loc.at(key), rule, noun, min_len)
+    return _seq(tbl[key], loc.at(key), rule, noun, min_len, max_len)
 
 
 def _ops(tbl: dict[str, object], key: str, loc: _Loc, *, required: bool = False) -> tuple[Op, ...]:
     """A list of op strings, parsed."""
-    texts = _list(tbl, key, loc, _OP_STRING, "op strings", required=required)
+    texts = _list(tbl, key, loc, _OP_STRING, "op strings", max_len=LIMITS.ops,
+                  required=required)
     at = loc.at(key)
     return tuple(parse_op(text, loc.file, at.item(i).key) for i, text in enumerate(texts))
 
 
 def _read_all(
     tbl: dict[str, object], key: str, loc: _Loc, label: str,
-    reader: Callable[[object, _Loc], T],
+    reader: Callable[[object, _Loc], T], most: int,
 ) -> tuple[T, ...]:
-    """An array of tables (`[[label]]`), each read by `reader`."""
+    """An array of at most `most` tables (`[[label]]`), each read by `reader`."""
     at = loc.at(key)
     items = tbl.get(key, [])
     if not isinstance(items, list):
         at.fail(f"an array of [[{label}]] tables", items)
+    _check_count(len(items), most, at, f"[[{label}]] tables")
     return tuple(reader(item, at.item(i)) for i, item in enumerate(items))
+
+
+def _check_count(n: int, most: int, loc: _Loc, noun: str) -> None:
+    if n > most:
+        loc.fail(f"at most {most:,} {noun} (a scenario limit)", f"{n:,} of them")
 
 
 def _read_file(item: object, loc: _Loc) -> FileSpec:
@@ -355,8 +390,8 @@ def _read_segment(item: object, loc: _Loc) -> SegmentSpec:
     return SegmentSpec(
         file=_get(tbl, "file", loc, _IDENT),
         addr=_get(tbl, "addr", loc, _PAGE_ADDR),
-        pages=_get(tbl, "pages", loc, _POS),
-        **_optional(tbl, loc, {"offset": _NAT, "prot": _PROT}),
+        pages=_get(tbl, "pages", loc, _PAGES),
+        **_optional(tbl, loc, {"offset": _OFFSET, "prot": _PROT}),
     )
 
 
@@ -364,7 +399,8 @@ def _read_image(item: object, loc: _Loc) -> ImageSpec:
     tbl = _table(item, loc, _IMAGE_KEYS)
     return ImageSpec(
         name=_get(tbl, "name", loc, _IDENT),
-        segments=_read_all(tbl, "segment", loc, "image.segment", _read_segment),
+        segments=_read_all(tbl, "segment", loc, "image.segment", _read_segment,
+                           LIMITS.segments),
     )
 
 
@@ -379,11 +415,11 @@ def _read_mapping(item: object, loc: _Loc) -> MappingSpec:
     if "file" in tbl and "init" in tbl:
         loc.at("init").fail(_NO_INIT, tbl["init"])
     rules: dict[str, _Rule[Any]] = {
-        "prot": _PROT, "share": _SHARE, "file": _IDENT, "offset": _NAT, "inherit": _INHERIT,
+        "prot": _PROT, "share": _SHARE, "file": _IDENT, "offset": _OFFSET, "inherit": _INHERIT,
     }
     return MappingSpec(
         addr=_get(tbl, "addr", loc, _PAGE_ADDR),
-        pages=_get(tbl, "pages", loc, _POS),
+        pages=_get(tbl, "pages", loc, _PAGES),
         init=_list(tbl, "init", loc, _INT, "integers"),
         **_optional(tbl, loc, rules),
     )
@@ -395,7 +431,7 @@ def _read_process(item: object, loc: _Loc) -> ProcessSpec:
         name=_get(tbl, "name", loc, _IDENT),
         **_optional(tbl, loc, {"parent": _IDENT, "image": _IDENT}),
         setup=_ops(tbl, "setup", loc),
-        mappings=_read_all(tbl, "map", loc, "process.map", _read_mapping),
+        mappings=_read_all(tbl, "map", loc, "process.map", _read_mapping, LIMITS.mappings),
     )
 
 
@@ -421,7 +457,7 @@ def _read_bound(doc: dict[str, object], root: _Loc) -> BoundSpec | None:
         return None
     loc = root.at("bound")
     tbl = _table(doc["bound"], loc, _BOUND_KEYS)
-    return BoundSpec(preemptions=_get(tbl, "preemptions", loc, _NAT),
+    return BoundSpec(preemptions=_get(tbl, "preemptions", loc, _PREEMPTION_BOUND),
                      reason=_get(tbl, "reason", loc, _TEXT))
 
 
@@ -430,14 +466,14 @@ def _read_scenario(doc: dict[str, object], root: _Loc) -> Scenario:
     return Scenario(
         name=_get(tbl, "name", root, _SCENARIO_NAME),
         description=_get(tbl, "description", root, _TEXT),
-        **_optional(tbl, root, {"step_bound": _POS}),
-        probes=_list(tbl, "probes", root, _STRING, "strings"),
+        **_optional(tbl, root, {"step_bound": _STEP_BOUND}),
+        probes=_list(tbl, "probes", root, _STRING, "strings", max_len=LIMITS.probes),
         expect=_read_expect(tbl, root),
         bound=_read_bound(tbl, root),
-        files=_read_all(tbl, "file", root, "file", _read_file),
-        images=_read_all(tbl, "image", root, "image", _read_image),
-        processes=_read_all(tbl, "process", root, "process", _read_process),
-        threads=_read_all(tbl, "thread", root, "thread", _read_thread),
+        files=_read_all(tbl, "file", root, "file", _read_file, LIMITS.files),
+        images=_read_all(tbl, "image", root, "image", _read_image, LIMITS.images),
+        processes=_read_all(tbl, "process", root, "process", _read_process, LIMITS.processes),
+        threads=_read_all(tbl, "thread", root, "thread", _read_thread, LIMITS.threads),
         source=root.file,
     )
 
@@ -468,7 +504,12 @@ def load_path(path: str | os.PathLike[str]) -> Scenario:
     """
     source = os.fsdecode(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
+        with open(path, "rb") as f:
+            data = f.read(LIMITS.file_bytes + 1)
+        if len(data) > LIMITS.file_bytes:
+            raise ScenarioError(source, "<toml>", f"a scenario file of at most "
+                                f"{LIMITS.file_bytes:,} bytes (a scenario limit)")
+        text = data.decode("utf-8-sig")
     except (OSError, ValueError) as exc:  # ValueError: embedded NUL; UnicodeDecodeError
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ScenarioError(source, "<toml>", f"a readable UTF-8 TOML file ({reason})") from None
@@ -516,9 +557,10 @@ def validate(s: Scenario) -> None:
     """Check a scenario's values and cross-references; raise ScenarioError on the first problem.
 
     Checks unique names, file/image/process references, file ranges, non-overlapping maps,
-    parent chains, that each child is forked exactly once by its parent, exec targets and
-    that every waited event is posted.  Errors name `s.source` and TOML-style keys
-    (`process[1].map[0].addr`), so Python-built scenarios get the same messages.
+    parent chains, that each child is forked exactly once by its parent, exec targets,
+    that every waited event is posted, and the limits of `spec.LIMITS`.  Errors name
+    `s.source` and TOML-style keys (`process[1].map[0].addr`), so Python-built scenarios
+    get the same messages.
     """
     root = _Loc(s.source)
     _check_header(s, root)
@@ -527,13 +569,30 @@ def validate(s: Scenario) -> None:
     procs = _check_processes(s.processes, root.at("process"), pages_of, images)
     _check_threads(s.threads, root.at("thread"), procs)
     _check_ops(s, root, procs, images)
+    _check_total_pages(s, root)
+
+
+def _check_total_pages(s: Scenario, root: _Loc) -> None:
+    """Files, maps and image segments together stay within LIMITS.total_pages."""
+    total = sum(len(f.pages) for f in s.files)
+    total += sum(m.pages for p in s.processes for m in p.mappings)
+    total += sum(seg.pages for image in s.images for seg in image.segments)
+    if total > LIMITS.total_pages:
+        _Loc(root.file, "<all pages>").fail(f"at most {LIMITS.total_pages:,} pages in all "
+                                            "files, maps and segments (a scenario limit)",
+                                            f"{total:,} pages")
 
 
 def _check_header(s: Scenario, root: _Loc) -> None:
     _SCENARIO_NAME.check(s.name, root.at("name"))
     _TEXT.check(s.description, root.at("description"))
-    _POS.check(s.step_bound, root.at("step_bound"))
-    _seq(s.probes, root.at("probes"), _STRING, "strings")
+    _STEP_BOUND.check(s.step_bound, root.at("step_bound"))
+    _seq(s.probes, root.at("probes"), _STRING, "strings", max_len=LIMITS.probes)
+    if s.bound is not None:
+        if not isinstance(s.bound, BoundSpec):
+            root.at("bound").fail("a BoundSpec (a [bound] table)", s.bound)
+        _PREEMPTION_BOUND.check(s.bound.preemptions, root.at("bound").at("preemptions"))
+        _TEXT.check(s.bound.reason, root.at("bound").at("reason"))
     loc = root.at("expect")
     for policy, verdict in _table(s.expect, loc, _POLICIES).items():
         _VERDICT.check(verdict, loc.at(policy))
@@ -551,6 +610,7 @@ def _check_names(names: Sequence[object], loc: _Loc, label: str) -> None:
 
 
 def _check_files(files: Sequence[FileSpec], loc: _Loc) -> dict[str, int]:
+    _check_count(len(files), LIMITS.files, loc, "[[file]] tables")
     _check_names([f.name for f in files], loc, "file")
     for i, f in enumerate(files):
         _seq(f.pages, loc.item(i).at("pages"), _INT, "integers", min_len=1)
@@ -585,21 +645,31 @@ def _check_disjoint(ranges: Sequence[tuple[int, int]], loc: _Loc) -> None:
                 loc.item(j).fail(f"a range disjoint from {where}", _span(addr, pages))
 
 
+def _check_user_range(addr: int, pages: int, loc: _Loc) -> None:
+    """[addr, addr + pages) lies in the user address space."""
+    if addr + pages * PAGE_SIZE > LIMITS.user_top:
+        loc.at("pages").fail(f"a range ending at or below {LIMITS.user_top:#x} ({_USER})",
+                             _span(addr, pages))
+
+
 def _check_segment(seg: SegmentSpec, loc: _Loc, pages_of: dict[str, int]) -> None:
-    _PAGE_ADDR.check(seg.addr, loc.at("addr"))
-    pages = _POS.check(seg.pages, loc.at("pages"))
-    offset = _NAT.check(seg.offset, loc.at("offset"))
+    addr = _PAGE_ADDR.check(seg.addr, loc.at("addr"))
+    pages = _PAGES.check(seg.pages, loc.at("pages"))
+    _check_user_range(addr, pages, loc)
+    offset = _OFFSET.check(seg.offset, loc.at("offset"))
     _PROT.check(seg.prot, loc.at("prot"))
     _check_file_range(seg.file, offset, pages, loc, pages_of)
 
 
 def _check_images(images: Sequence[ImageSpec], loc: _Loc,
                   pages_of: dict[str, int]) -> set[str]:
+    _check_count(len(images), LIMITS.images, loc, "[[image]] tables")
     _check_names([image.name for image in images], loc, "image")
     for i, image in enumerate(images):
         at = loc.item(i).at("segment")
         if not image.segments:
             at.fail("one or more [[image.segment]] tables")
+        _check_count(len(image.segments), LIMITS.segments, at, "[[image.segment]] tables")
         for j, seg in enumerate(image.segments):
             _check_segment(seg, at.item(j), pages_of)
         _check_disjoint([(seg.addr, seg.pages) for seg in image.segments], at)
@@ -607,11 +677,12 @@ def _check_images(images: Sequence[ImageSpec], loc: _Loc,
 
 
 def _check_mapping(m: MappingSpec, loc: _Loc, pages_of: dict[str, int]) -> None:
-    _PAGE_ADDR.check(m.addr, loc.at("addr"))
-    pages = _POS.check(m.pages, loc.at("pages"))
+    addr = _PAGE_ADDR.check(m.addr, loc.at("addr"))
+    pages = _PAGES.check(m.pages, loc.at("pages"))
+    _check_user_range(addr, pages, loc)
     _PROT.check(m.prot, loc.at("prot"))
     _SHARE.check(m.share, loc.at("share"))
-    offset = _NAT.check(m.offset, loc.at("offset"))
+    offset = _OFFSET.check(m.offset, loc.at("offset"))
     if m.inherit is not None:
         _INHERIT.check(m.inherit, loc.at("inherit"))
     init = _seq(m.init, loc.at("init"), _INT, "integers")
@@ -631,6 +702,7 @@ def _check_root_process(p: ProcessSpec, loc: _Loc, pages_of: dict[str, int],
     if p.image is not None and _IDENT.check(p.image, loc.at("image")) not in images:
         loc.at("image").fail("the name of an [[image]]", p.image)
     maps = loc.at("map")
+    _check_count(len(p.mappings), LIMITS.mappings, maps, "[[process.map]] tables")
     for j, m in enumerate(p.mappings):
         _check_mapping(m, maps.item(j), pages_of)
     _check_disjoint([(m.addr, m.pages) for m in p.mappings], maps)
@@ -666,6 +738,7 @@ def _check_processes(processes: Sequence[ProcessSpec], loc: _Loc, pages_of: dict
                      images: set[str]) -> dict[str, ProcessSpec]:
     if not processes:
         loc.fail("one or more [[process]] tables")
+    _check_count(len(processes), LIMITS.processes, loc, "[[process]] tables")
     _check_names([p.name for p in processes], loc, "process")
     procs = {p.name: p for p in processes}
     for i, p in enumerate(processes):
@@ -681,6 +754,7 @@ def _check_threads(threads: Sequence[ThreadSpec], loc: _Loc,
                    procs: dict[str, ProcessSpec]) -> None:
     if not threads:
         loc.fail("one or more [[thread]] tables")
+    _check_count(len(threads), LIMITS.threads, loc, "[[thread]] tables")
     _check_names([t.name for t in threads], loc, "thread")
     for i, t in enumerate(threads):
         at = loc.item(i).at("process")
@@ -696,9 +770,11 @@ def _op_sites(s: Scenario, root: _Loc) -> list[_Site]:
     sites: list[_Site] = []
     for i, p in enumerate(s.processes):
         at = root.at("process").item(i).at("setup")
+        _check_count(len(p.setup), LIMITS.ops, at, "ops")
         sites += [(at.item(j), p.name, op) for j, op in enumerate(p.setup)]
     for i, t in enumerate(s.threads):
         at = root.at("thread").item(i).at("ops")
+        _check_count(len(t.ops), LIMITS.ops, at, "ops")
         sites += [(at.item(j), t.process, op) for j, op in enumerate(t.ops)]
     return sites
 

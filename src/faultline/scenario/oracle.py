@@ -1,10 +1,11 @@
 """The memory-semantics oracle: what every user read must return, POSIX-wise.
 
 What lives here: an abstract memory (cells and the slots through which processes reach
-them) driven by the kernel's notes (mmap, fork, exit, exec, munmap, mprotect,
-minherit) and `MemoryOracle`, an observer that checks each user access the moment it
-happens.  Every access is one atomic op, so the history is totally ordered and a read
-is linearizable iff it returns a value its cell may hold at that point.
+them) driven by the kernel's notes (mmap, fork, exit, exec, and munmap, mprotect and
+minherit as reported under the map lock) and `MemoryOracle`, an observer that checks
+each user access the moment it happens.  Every access is one atomic op, so the
+history is totally ordered and a read is linearizable iff it returns a value its cell
+may hold at that point.
 
 Abstract meaning: a private mapping is copied at fork, a shared one aliased (the same
 slot); a private file mapping sees the file's cell until its first private write; a
@@ -19,12 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from faultline.kern.vm_map import PROT_BITS, VM_PROT_READ, VM_PROT_WRITE
 from faultline.rt.execution import Execution, Hooks, Thread, Violation
 from faultline.rt.ops import Note
 from faultline.scenario.spec import Scenario
 
 PAGE = 4096
-_PERMITS = {"none": "", "r": "r", "rw": "rw", "rx": "r", "rwx": "rw"}
+_READ, _WRITE = VM_PROT_READ, VM_PROT_WRITE
 
 
 @dataclass(eq=False)
@@ -45,23 +47,30 @@ class Slot:
 
 @dataclass
 class AbsProc:
-    """A process's abstract address space (page-aligned va -> slot, prot, inherit)."""
+    """A process's abstract address space (page-aligned va -> slot, protection bits,
+    inheritance)."""
 
     slots: dict[int, Slot] = field(default_factory=dict)
-    prot: dict[int, str] = field(default_factory=dict)
+    prot: dict[int, int] = field(default_factory=dict)
     inherit: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
 class ForkWindow:
-    """A fork in progress: per parent page, the slot and every value seen meanwhile."""
+    """A fork in progress: per parent page, the slot, its protection and inheritance
+    when the parent's map was locked, and every value its cell held meanwhile."""
 
     parent: str
-    pages: dict[int, tuple[Slot, str, set[int]]] = field(default_factory=dict)
+    pages: dict[int, tuple[Slot, int, str, set[int]]] = field(default_factory=dict)
 
 
 class MemoryOracle(Hooks):
-    """Checks every user access against the abstract memory; raises Violation("memory")."""
+    """Checks every user access against the abstract memory; raises Violation("memory").
+
+    Address-space changes take effect at the kernel's notes made under the map lock
+    (mmap, map-delete, map-protect, map-inherit, fork-locked), so a fork sees them in
+    the order the map lock gave them; the munmap/mprotect begin and end notes only
+    bound the window in which the process's own accesses may go either way."""
 
     def __init__(self, scenario: Scenario, explain: Any = None) -> None:
         self.scenario = scenario
@@ -79,10 +88,14 @@ class MemoryOracle(Hooks):
         if handler is not None:
             handler(note.data)
 
+    def _proc(self, name: str) -> AbsProc:
+        # A process that never mapped anything has an empty address space.
+        return self.procs.setdefault(name, AbsProc())
+
     # -- address-space changes
     def on_mmap(self, d: dict[str, Any]) -> None:
         """A new mapping: fresh zero cells, or the file's cells (shared or COW)."""
-        ap = self.procs.setdefault(d["proc"], AbsProc())
+        ap = self._proc(d["proc"])
         obj = d["object"]
         for i in range(d["pages"]):
             va = d["addr"] + i * PAGE
@@ -91,20 +104,20 @@ class MemoryOracle(Hooks):
             else:
                 cell = self.files[obj.removeprefix("vn:")][d["offset"] + i]
                 ap.slots[va] = Slot(cell, cow=not d["shared"])
-            ap.prot[va], ap.inherit[va] = d["prot"], d["inherit"]
+            ap.prot[va], ap.inherit[va] = PROT_BITS[d["prot"]], d["inherit"]
 
     def on_fork_locked(self, d: dict[str, Any]) -> None:
         """The parent's map is locked: snapshot what the child will inherit."""
-        ap = self.procs[d["parent"]]
+        ap = self._proc(d["parent"])
         w = self.forks[d["child"]] = ForkWindow(d["parent"])
         for va, slot in ap.slots.items():
-            w.pages[va] = (slot, ap.inherit[va], set(slot.cell.values))
+            w.pages[va] = (slot, ap.prot[va], ap.inherit[va], set(slot.cell.values))
 
     def on_fork_end(self, d: dict[str, Any]) -> None:
         """Build the child: share -> same slot, copy -> new cell, zero -> zero cell."""
         w = self.forks.pop(d["child"])
-        parent, child = self.procs[d["parent"]], AbsProc()
-        for va, (slot, inh, seen) in w.pages.items():
+        child = AbsProc()
+        for va, (slot, prot, inh, seen) in w.pages.items():
             if inh == "none":
                 continue
             if inh == "share":
@@ -116,7 +129,7 @@ class MemoryOracle(Hooks):
             else:
                 new = Slot(Cell(f"{d['child']}:{va:#x}", seen))
             child.slots[va] = new
-            child.prot[va], child.inherit[va] = parent.prot[va], inh
+            child.prot[va], child.inherit[va] = prot, inh
         self.procs[d["child"]] = child
 
     def on_exit(self, d: dict[str, Any]) -> None:
@@ -131,30 +144,37 @@ class MemoryOracle(Hooks):
         """Accesses to the range may succeed or fault until munmap returns."""
         self._flux(d, +1)
 
-    def on_munmap_end(self, d: dict[str, Any]) -> None:
-        """The range is unmapped."""
-        self._flux(d, -1)
-        ap = self.procs[d["proc"]]
-        for va in _pages(d):
+    def on_map_delete(self, d: dict[str, Any]) -> None:
+        """munmap took effect (map still locked; a vmspace is named after its process)."""
+        ap = self._proc(d["map"])
+        for va in _span(d):
             ap.slots.pop(va, None)
+            ap.prot.pop(va, None)
+            ap.inherit.pop(va, None)
+
+    def on_munmap_end(self, d: dict[str, Any]) -> None:
+        """munmap returned: accesses to the range fault from now on."""
+        self._flux(d, -1)
 
     def on_mprotect_begin(self, d: dict[str, Any]) -> None:
         """Accesses to the range may see either protection until mprotect returns."""
         self._flux(d, +1)
 
-    def on_mprotect_end(self, d: dict[str, Any]) -> None:
-        """The new protection holds."""
-        self._flux(d, -1)
-        if d["rv"] == "KERN_SUCCESS":
-            ap = self.procs[d["proc"]]
-            for va in _pages(d):
-                if va in ap.slots:
-                    ap.prot[va] = d["prot"]
+    def on_map_protect(self, d: dict[str, Any]) -> None:
+        """mprotect took effect (map still locked)."""
+        ap = self._proc(d["map"])
+        for va in _span(d):
+            if va in ap.slots:
+                ap.prot[va] = d["prot"]
 
-    def on_minherit(self, d: dict[str, Any]) -> None:
-        """Later forks use the new inheritance."""
-        ap = self.procs[d["proc"]]
-        for va in _pages(d):
+    def on_mprotect_end(self, d: dict[str, Any]) -> None:
+        """mprotect returned: the new protection holds for every access."""
+        self._flux(d, -1)
+
+    def on_map_inherit(self, d: dict[str, Any]) -> None:
+        """minherit took effect (map still locked): later forks use it."""
+        ap = self._proc(d["map"])
+        for va in _span(d):
             if va in ap.slots:
                 ap.inherit[va] = d["inherit"]
 
@@ -173,17 +193,17 @@ class MemoryOracle(Hooks):
         page = va & ~(PAGE - 1)
         ap = self.procs.get(proc, AbsProc())
         slot = ap.slots.get(page)
-        permitted = slot is not None and ("w" if write else "r") in _PERMITS[ap.prot[page]]
+        permitted = slot is not None and bool(ap.prot[page] & (_WRITE if write else _READ))
         flux = (proc, page) in self.in_flux
         verb = "write" if write else "read"
         if value is None:
             if permitted and not flux:
                 self._fail(proc, va, f"{proc} {verb} {va:#x} failed with {d.get('error')} "
-                           f"although {va:#x} is mapped {ap.prot[page]}")
+                           f"although {va:#x} is mapped {_prot_name(ap.prot[page])}")
             return
         if not permitted:
             if not flux:
-                why = "unmapped" if slot is None else f"mapped {ap.prot[page]}"
+                why = "unmapped" if slot is None else f"mapped {_prot_name(ap.prot[page])}"
                 self._fail(proc, va, f"{proc} {verb} {va:#x} succeeded although the "
                            f"address is {why}: a stale mapping survived")
             if slot is None:
@@ -204,7 +224,7 @@ class MemoryOracle(Hooks):
         else:
             slot.cell.values = {value}
         for w in self.forks.values():
-            for s, _inh, seen in w.pages.values():
+            for s, _prot, _inh, seen in w.pages.values():
                 if s.cell is slot.cell:
                     seen.add(value)
 
@@ -214,5 +234,13 @@ class MemoryOracle(Hooks):
         raise Violation("memory", msg)
 
 
-def _pages(d: dict[str, Any]) -> list[int]:
-    return [d["addr"] + i * PAGE for i in range(d["pages"])]
+def _pages(d: dict[str, Any]) -> range:
+    return range(d["addr"], d["addr"] + d["pages"] * PAGE, PAGE)
+
+
+def _span(d: dict[str, Any]) -> range:
+    return range(d["start"], d["end"], PAGE)
+
+
+def _prot_name(bits: int) -> str:
+    return next((name for name, b in PROT_BITS.items() if b == bits), f"{bits:#x}")

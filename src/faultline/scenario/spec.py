@@ -22,6 +22,11 @@ Operation language (one string per op, as in a TOML `ops = [...]` list):
 
 ADDR and VALUE are integers written in decimal or 0x-hex; ADDR must be page aligned
 for munmap/mprotect/minherit/mlock/munlock.
+
+Limits (`Limits`, checked by the loader with the limit in the message): the model runs
+whole address spaces one step at a time, so a scenario is small: user addresses below
+amd64's VM_MAXUSER_ADDRESS, page contents of 64 bits, and bounded counts of pages,
+ops, threads and processes, so that no single step does unbounded work.
 """
 
 from __future__ import annotations
@@ -38,6 +43,32 @@ Verdict = Literal["pass", "violation"]
 
 PROTS: tuple[str, ...] = ("none", "r", "rw", "rx", "rwx")
 INHERITS: tuple[str, ...] = ("share", "copy", "none", "zero")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The largest scenario faultline accepts (every limit is named in its error)."""
+
+    user_top: int = 0x8000_0000_0000      # amd64 VM_MAXUSER_ADDRESS (rounded): 128 TiB
+    word_bits: int = 64                   # a page's content is one 64-bit word
+    pages: int = 1024                     # per file, mapping, segment or range op
+    total_pages: int = 4096               # files, maps and segments together
+    ops: int = 1000                       # per thread, or per process setup
+    threads: int = 64
+    processes: int = 64
+    files: int = 64
+    images: int = 16
+    segments: int = 16                    # per image
+    mappings: int = 64                    # per process
+    probes: int = 64
+    step_bound: int = 10_000_000
+    preemptions: int = 16                 # a stated [bound]
+    text: int = 10_000                    # characters in a name, description or reason
+    file_bytes: int = 1 << 20             # size of a scenario file
+
+
+LIMITS = Limits()
+
 OP_NAMES: tuple[str, ...] = (
     "read", "write", "fork", "exit", "exec", "munmap", "mprotect", "minherit",
     "mlock", "munlock", "post", "wait",

@@ -4,12 +4,14 @@ What lives here: `check_structure(vm)`, which returns the first broken invariant
 words (or None), the `StructureChecker` observer that runs it, and `explain_va`, which
 says what a process's pmap maps at an address and what its map entry's chain holds
 (used to explain memory violations).  The invariants (reference sections 1.1-1.2):
-  O1/O2  shadow_count matches the shadow links; ref_count >= shadow_count
+  O1/O2  an anonymous object's shadow_count matches the links to it (a vnode object
+         counts none); ref_count >= shadow_count
   O4     a page is in at most one object, at the index it records
   P1     a busy word is never exclusive and shared at once; freed pages are not held
   P3/P5  every PTE maps a valid, unfreed page
   O3     every PTE maps the topmost valid page for its index in its entry's chain,
-         unless that topmost page is busied (a fault or collapse owns the change)
+         unless that topmost page is busied (a fault or collapse owns the change) or
+         the chain ends at a write-locked object (a link being moved, _Relinking)
   W      a writable PTE maps a page of its entry's top object, through a writable
          entry that does not need a copy (skipped while the map is write-locked)
   PV     pv lists and PTEs agree
@@ -18,11 +20,13 @@ Rule kept: read-only over the model.  Must not be added: memory semantics (oracl
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from faultline.kern.pmap import PAGE_SIZE
 from faultline.kern.vm import Vm
 from faultline.kern.vm_map import MAP_ENTRY_NEEDS_COPY, VM_PROT_WRITE, VmMap, VmMapEntry
+from faultline.kern.vm_object import OBJ_ANON, OBJECT_LOCK_CLASS
 from faultline.kern.vm_page import VmPage
 from faultline.rt import ops
 from faultline.rt.execution import Execution, Hooks, Thread, Violation
@@ -45,17 +49,34 @@ def chain_top(e: VmMapEntry, va: int) -> tuple[VmPage | None, str]:
     return None, " -> ".join(path)
 
 
-def _chain_top_page(e: VmMapEntry, va: int) -> VmPage | None:
+def _chain_top_page(e: VmMapEntry, va: int) -> VmPage | _Relinking | None:
     # chain_top without the path: the check runs after every step, the path (a string
-    # per object walked) is needed only for the message of a violation.
+    # per object walked) is needed only for the message of a violation.  A walk that
+    # ends at a write-locked object may have met a link being moved (RELINKING).
     obj, idx = e.object, (va - e.start) // PAGE_SIZE + e.offset   # e.pindex(va)
     while obj is not None:
         p = obj.pages.get(idx)
         if p is not None and p.valid:
             return p
+        if obj.backing_object is None and obj.lock.owner is not None:
+            return RELINKING
         idx += obj.backing_object_offset
         obj = obj.backing_object
     return None
+
+
+class _Relinking(enum.Enum):
+    """The chain ends at a write-locked object: vm_object_backing_transfer (collapse)
+    and vm_object_backing_insert_ref (bypass) unlink an object from its backing object
+    and link it to the next one with the object write-locked throughout, taking the
+    next object's lock (or a reference) in between, in FreeBSD as here.  Every reader
+    of the link holds that lock, so nobody can see the chain cut: O3 waits for the
+    lock to be dropped (at the latest, the end of the run) to judge it."""
+
+    TOKEN = 0
+
+
+RELINKING = _Relinking.TOKEN
 
 
 def _entry(m: VmMap, va: int) -> VmMapEntry | None:
@@ -71,7 +92,7 @@ def check_objects(vm: Vm) -> str | None:
     counts: dict[int, int] = {}
     for o in objects:
         b = o.backing_object
-        if b is not None:
+        if b is not None and b.flags & OBJ_ANON:    # only anonymous objects count shadows
             counts[id(b)] = counts.get(id(b), 0) + 1
     for o in objects:
         n = counts.get(id(o), 0)
@@ -116,6 +137,8 @@ def check_mappings(vm: Vm) -> str | None:
                     continue
                 return f"{pm.name} maps {m} at {va:#x}, where there is no map entry"
             top = _chain_top_page(e, va)
+            if top is RELINKING:
+                continue
             if top is not m and (top is None or not top.busy.busied()):
                 top, path = chain_top(e, va)
                 return (f"{pm.name} maps {m} at {va:#x} but the topmost valid page of its "
@@ -182,7 +205,8 @@ class StructureChecker(Hooks):
         # No write in the step's footprint (the op's function, the code after it, a
         # spawned thread's first segment), and an op that changes nothing check_structure
         # reads: not a Busy op (busy words), no lock op on a live map's lock (the check
-        # relaxes W while a map is write-locked).
+        # relaxes W while a map is write-locked), no release of an object lock (O3 waits
+        # for a chain ending at a write-locked object, _Relinking).
         for _, kind in ex.last_footprint:
             if kind != "r":
                 return False
@@ -193,7 +217,11 @@ class StructureChecker(Hooks):
             lock = op.interlock
         else:
             return kind in _INERT_OPS
-        return lock is None or all(vmap.lock is not lock for vmap in self.vm.maps)
+        if lock is None:
+            return True
+        if kind in _RELEASING_OPS and lock.name == OBJECT_LOCK_CLASS:
+            return False
+        return all(vmap.lock is not lock for vmap in self.vm.maps)
 
     def finished(self, ex: Execution, outcome: Any) -> None:
         """Check the final state too (unless the run already failed)."""
@@ -211,6 +239,8 @@ class StructureChecker(Hooks):
 
 # Ops whose only effect on model state is a lock's (or, for Sleep, an interlock's) state.
 _LOCK_OPS = frozenset((ops.Acquire, ops.Release, ops.Upgrade, ops.Downgrade))
+# Lock ops that may give up an exclusive hold (Sleep drops its interlock).
+_RELEASING_OPS = frozenset((ops.Release, ops.Downgrade, ops.Sleep))
 # Ops with no effect on model state beyond their footprint (Atomic's function logs its
 # writes) and the scheduler's own (sleep queues, a new thread).
 _INERT_OPS = frozenset((ops.Atomic, ops.Resume, ops.Wakeup, ops.Pause, ops.Spawn))
