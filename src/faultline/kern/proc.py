@@ -79,7 +79,11 @@ async def vm_fault_trap(p: Proc, va: int, write: bool) -> str:
 
 async def proc_touch(p: Proc, va: int, write: bool, value: int = 0) -> int | None:
     """A user load or store: retry through the pmap, faulting until it succeeds.
-    Returns the value read (or written), or None for SIGSEGV."""
+    Returns the value read (or written), or None for SIGSEGV.  A store is announced
+    first: its write faults may copy a COW page before the store itself succeeds or
+    fails (the memory oracle's copy window)."""
+    if write:
+        await ops.note("user-store-begin", {"proc": p.name, "va": va})
     while True:
         assert p.map is not None
         ok, got = await pmap_user_access(p.map.pmap, va, write, value)
@@ -140,9 +144,14 @@ async def sys_minherit(p: Proc, addr: int, pages: int, inherit: str) -> None:
 
 
 async def sys_mlock(p: Proc, addr: int, pages: int) -> str:
-    """mlock: wire the range (every page is faulted with VM_FAULT_WIRE)."""
+    """mlock: wire the range (every page is faulted with VM_FAULT_WIRE, which copies
+    the COW pages of a writable private mapping: noted for the memory oracle)."""
     assert p.map is not None
-    return await vm_map_wire(p.map, addr, addr + pages * PAGE_SIZE)
+    span = {"proc": p.name, "addr": addr, "pages": pages}
+    await ops.note("mlock-begin", span)
+    rv = await vm_map_wire(p.map, addr, addr + pages * PAGE_SIZE)
+    await ops.note("mlock-end", {**span, "rv": rv})
+    return rv
 
 
 async def sys_munlock(p: Proc, addr: int, pages: int) -> None:

@@ -8,9 +8,12 @@ history is totally ordered and a read is linearizable iff it returns a value its
 may hold at that point.
 
 Abstract meaning: a private mapping is copied at fork, a shared one aliased (the same
-slot); a private file mapping sees the file's cell until its first private write; a
-fork concurrent with writes may give the child any value the cell held while the fork
-ran; accesses to a range whose munmap/mprotect is in progress may go either way.
+slot); a private file mapping sees the file's cell until the kernel copies the page: at
+its first private store, or at any write fault or wiring fault before it (a fault whose
+store then fails, after a racing mprotect, has still made the copy), which freezes the
+value the file had then; a fork concurrent with writes may give the child any value the
+cell held while the fork ran; accesses to a range whose munmap/mprotect is in progress
+may go either way.
 Rule kept: the oracle never looks at kernel state to decide, only to explain.
 Must not be added: structural invariants (check.judging.invariants).
 """
@@ -39,10 +42,23 @@ class Cell:
 
 @dataclass(eq=False)
 class Slot:
-    """How a process reaches a cell; `cow` means 'the file's cell until I write'."""
+    """How a process reaches a cell.  `cow`: a private mapping of a file page, which
+    follows the file's cell until the kernel copies the page; `frozen`: the values such
+    a copy, if one may have been made without a store succeeding (a write fault whose
+    store then failed, a wiring fault), may hold; None if no copy can have been made."""
 
     cell: Cell
     cow: bool = False
+    frozen: set[int] | None = None
+
+
+@dataclass(eq=False)
+class CopyWindow:
+    """A write or wiring in progress on a COW slot: every value its file cell held since
+    it began (the value a copy made by one of its faults would freeze)."""
+
+    cell: Cell
+    values: set[int]
 
 
 @dataclass
@@ -55,13 +71,30 @@ class AbsProc:
     inherit: dict[int, str] = field(default_factory=dict)
 
 
+@dataclass(eq=False)
+class ForkPage:
+    """One parent page as a fork's walk found it (map locked): its slot, what the slot
+    reached then, its protection and inheritance, every value its cell held meanwhile
+    (`seen`), every value the parent stored through it meanwhile (`stored`), and the
+    copy windows open on it."""
+
+    slot: Slot
+    cell: Cell
+    cow: bool
+    frozen: set[int] | None
+    prot: int
+    inherit: str
+    seen: set[int]
+    copying: list[CopyWindow]
+    stored: set[int] = field(default_factory=set)
+
+
 @dataclass
 class ForkWindow:
-    """A fork in progress: per parent page, the slot, its protection and inheritance
-    when the parent's map was locked, and every value its cell held meanwhile."""
+    """A fork in progress: the parent's pages as its walk found them."""
 
     parent: str
-    pages: dict[int, tuple[Slot, int, str, set[int]]] = field(default_factory=dict)
+    pages: dict[int, ForkPage] = field(default_factory=dict)
 
 
 class MemoryOracle(Hooks):
@@ -80,6 +113,7 @@ class MemoryOracle(Hooks):
         self.procs: dict[str, AbsProc] = {}
         self.forks: dict[str, ForkWindow] = {}
         self.in_flux: dict[tuple[str, int], int] = {}
+        self.copying: dict[tuple[str, int], list[CopyWindow]] = {}
         self.accesses = 0
 
     def noted(self, ex: Execution, t: Thread, note: Note) -> None:
@@ -108,28 +142,35 @@ class MemoryOracle(Hooks):
 
     def on_fork_locked(self, d: dict[str, Any]) -> None:
         """The parent's map is locked: snapshot what the child will inherit."""
-        ap = self._proc(d["parent"])
-        w = self.forks[d["child"]] = ForkWindow(d["parent"])
+        parent = d["parent"]
+        ap = self._proc(parent)
+        w = self.forks[d["child"]] = ForkWindow(parent)
         for va, slot in ap.slots.items():
-            w.pages[va] = (slot, ap.prot[va], ap.inherit[va], set(slot.cell.values))
+            w.pages[va] = ForkPage(slot, slot.cell, slot.cow, _copy(slot.frozen),
+                                   ap.prot[va], ap.inherit[va], set(slot.cell.values),
+                                   list(self.copying.get((parent, va), ())))
 
     def on_fork_end(self, d: dict[str, Any]) -> None:
-        """Build the child: share -> same slot, copy -> new cell, zero -> zero cell."""
+        """Build the child: share -> same slot, copy -> new cell, zero -> zero cell; a
+        COW page also may hold whatever a copy the parent made meanwhile froze."""
         w = self.forks.pop(d["child"])
         child = AbsProc()
-        for va, (slot, prot, inh, seen) in w.pages.items():
-            if inh == "none":
+        for va, fp in w.pages.items():
+            if fp.inherit == "none":
                 continue
-            if inh == "share":
-                new = slot
-            elif inh == "zero":
+            if fp.inherit == "share":
+                new = fp.slot
+            elif fp.inherit == "zero":
                 new = Slot(Cell(f"{d['child']}:{va:#x}", {0}))
-            elif slot.cow:
-                new = Slot(slot.cell, cow=True)
+            elif fp.cow:
+                frozen = set(fp.frozen or ()) | fp.stored
+                for cw in fp.copying:
+                    frozen |= cw.values
+                new = Slot(fp.cell, cow=True, frozen=frozen or None)
             else:
-                new = Slot(Cell(f"{d['child']}:{va:#x}", seen))
+                new = Slot(Cell(f"{d['child']}:{va:#x}", fp.seen))
             child.slots[va] = new
-            child.prot[va], child.inherit[va] = prot, inh
+            child.prot[va], child.inherit[va] = fp.prot, fp.inherit
         self.procs[d["child"]] = child
 
     def on_exit(self, d: dict[str, Any]) -> None:
@@ -178,6 +219,38 @@ class MemoryOracle(Hooks):
             if va in ap.slots:
                 ap.inherit[va] = d["inherit"]
 
+    def on_mlock_begin(self, d: dict[str, Any]) -> None:
+        """Wiring a writable private file mapping copies its pages (the wiring fault
+        writes): every COW page of the range may be copied while mlock runs."""
+        for va in _pages(d):
+            self._open_copy(d["proc"], va)
+
+    def on_mlock_end(self, d: dict[str, Any]) -> None:
+        """mlock returned: what its faults may have copied stays possible."""
+        for va in _pages(d):
+            self._close_copy(d["proc"], va)
+
+    def on_user_store_begin(self, d: dict[str, Any]) -> None:
+        """A store begins: its write faults may copy a COW page before it completes."""
+        self._open_copy(d["proc"], d["va"] & ~(PAGE - 1))
+
+    def _open_copy(self, proc: str, page: int) -> None:
+        slot = self._proc(proc).slots.get(page)
+        cell = slot.cell if slot is not None and slot.cow else Cell("-", set())
+        self.copying.setdefault((proc, page), []).append(CopyWindow(cell, set(cell.values)))
+
+    def _close_copy(self, proc: str, page: int) -> None:
+        # The oldest window goes: it has seen the most, so the candidates only grow.
+        windows = self.copying.get((proc, page))
+        if not windows:
+            return
+        cw = windows.pop(0)
+        if not windows:
+            del self.copying[(proc, page)]
+        slot = self.procs.get(proc, AbsProc()).slots.get(page)
+        if slot is not None and slot.cow and slot.cell is cw.cell:
+            slot.frozen = (slot.frozen or set()) | cw.values
+
     def _flux(self, d: dict[str, Any], delta: int) -> None:
         for va in _pages(d):
             key = (d["proc"], va)
@@ -196,6 +269,8 @@ class MemoryOracle(Hooks):
         permitted = slot is not None and bool(ap.prot[page] & (_WRITE if write else _READ))
         flux = (proc, page) in self.in_flux
         verb = "write" if write else "read"
+        if write:
+            self._close_copy(proc, page)
         if value is None:
             if permitted and not flux:
                 self._fail(proc, va, f"{proc} {verb} {va:#x} failed with {d.get('error')} "
@@ -211,27 +286,54 @@ class MemoryOracle(Hooks):
         assert slot is not None
         if write:
             self._store(slot, value)
-        elif value not in slot.cell.values:
-            want = " or ".join(str(v) for v in sorted(slot.cell.values))
-            self._fail(proc, va, f"{proc} read {va:#x} -> {value}, expected {want} "
-                       f"({slot.cell.label})")
         else:
-            slot.cell.values = {value}
+            self._load(proc, va, slot, value)
+
+    def _load(self, proc: str, va: int, slot: Slot, value: int) -> None:
+        # A COW slot may read its file's cell, or a copy frozen by a fault that did not
+        # store (closed: slot.frozen; still running: an open copy window).
+        attached = value in slot.cell.values
+        copied = set(slot.frozen or ())
+        if slot.cow:
+            for cw in self.copying.get((proc, va & ~(PAGE - 1)), ()):
+                if cw.cell is slot.cell:
+                    copied |= cw.values
+        if not attached and value not in copied:
+            want = " or ".join(str(v) for v in sorted(slot.cell.values | copied))
+            self._fail(proc, va, f"{proc} read {va:#x} -> {value}, expected {want} "
+                       f"({slot.cell.label}{' or a copy of it' if copied else ''})")
+        if not attached:
+            # Only a copy holds it: the page was copied, and is private from now on.
+            slot.cell, slot.cow, slot.frozen = Cell(slot.cell.label + "'", {value}), False, None
+        elif value not in copied:
+            slot.cell.values, slot.frozen = {value}, None
+        else:
+            slot.frozen = {value}     # either way: the file's cell may not be narrowed
 
     def _store(self, slot: Slot, value: int) -> None:
+        for w in self.forks.values():
+            for fp in w.pages.values():
+                if fp.cell is slot.cell:
+                    fp.seen.add(value)
+                if fp.slot is slot:
+                    fp.stored.add(value)
+        for windows in self.copying.values():
+            for cw in windows:
+                if cw.cell is slot.cell:
+                    cw.values.add(value)
         if slot.cow:
-            slot.cell, slot.cow = Cell(slot.cell.label + "'", {value}), False
+            slot.cell, slot.cow, slot.frozen = Cell(slot.cell.label + "'", {value}), False, None
         else:
             slot.cell.values = {value}
-        for w in self.forks.values():
-            for s, _prot, _inh, seen in w.pages.values():
-                if s.cell is slot.cell:
-                    seen.add(value)
 
     def _fail(self, proc: str, va: int, msg: str) -> None:
         if self.explain is not None:
             msg += ": " + self.explain(proc, va)
         raise Violation("memory", msg)
+
+
+def _copy(values: set[int] | None) -> set[int] | None:
+    return None if values is None else set(values)
 
 
 def _pages(d: dict[str, Any]) -> range:
