@@ -509,6 +509,12 @@ async def vmspace_fork(old: VmMap, child: str) -> VmMap:
         elif e.inheritance == "zero":
             vm_map_insert(new, None, 0, e.start, e.end, e.protection, e.max_protection,
                           0, e.inheritance)
+        else:
+            continue
+        # The entry is in the child now; the parent's own stores to it fault (and wait
+        # for this map lock) from here on if it became copy-on-write.
+        await ops.note("fork-entry", {"parent": old.name, "child": child, "start": e.start,
+                                      "end": e.end, "inherit": e.inheritance})
     await vm_map_unlock(new)
     await vm_map_unlock(old)
     return new

@@ -11,9 +11,10 @@ Abstract meaning: a private mapping is copied at fork, a shared one aliased (the
 slot); a private file mapping sees the file's cell until the kernel copies the page: at
 its first private store, or at any write fault or wiring fault before it (a fault whose
 store then fails, after a racing mprotect, has still made the copy), which freezes the
-value the file had then; a fork concurrent with writes may give the child any value the
-cell held while the fork ran; accesses to a range whose munmap/mprotect is in progress
-may go either way.
+value the file had then.  A fork makes a copy-inherited page copy-on-write on both
+sides, over the cell as it was when the fork's walk copied the entry (so a shared
+mapping inherited by copy stops sharing, in the parent too, as vm_map_copy_entry
+makes it); accesses to a range whose munmap/mprotect is in progress may go either way.
 Rule kept: the oracle never looks at kernel state to decide, only to explain.
 Must not be added: structural invariants (check.judging.invariants).
 """
@@ -42,10 +43,11 @@ class Cell:
 
 @dataclass(eq=False)
 class Slot:
-    """How a process reaches a cell.  `cow`: a private mapping of a file page, which
-    follows the file's cell until the kernel copies the page; `frozen`: the values such
-    a copy, if one may have been made without a store succeeding (a write fault whose
-    store then failed, a wiring fault), may hold; None if no copy can have been made."""
+    """How a process reaches a cell.  `cow`: copy-on-write (a private file mapping, or
+    either side of a copy-inherited fork): it follows the cell until the kernel copies
+    the page; `frozen`: the values such a copy, if one may have been made without a
+    store succeeding (a write fault whose store then failed, a wiring fault), may hold;
+    None if no copy can have been made."""
 
     cell: Cell
     cow: bool = False
@@ -71,30 +73,15 @@ class AbsProc:
     inherit: dict[int, str] = field(default_factory=dict)
 
 
-@dataclass(eq=False)
-class ForkPage:
-    """One parent page as a fork's walk found it (map locked): its slot, what the slot
-    reached then, its protection and inheritance, every value its cell held meanwhile
-    (`seen`), every value the parent stored through it meanwhile (`stored`), and the
-    copy windows open on it."""
-
-    slot: Slot
-    cell: Cell
-    cow: bool
-    frozen: set[int] | None
-    prot: int
-    inherit: str
-    seen: set[int]
-    copying: list[CopyWindow]
-    stored: set[int] = field(default_factory=set)
-
-
 @dataclass
 class ForkWindow:
-    """A fork in progress: the parent's pages as its walk found them."""
+    """A fork in progress: the child's address space as the walk builds it, and its COW
+    slots with the copy windows that were open on the parent's page (a copy made before
+    the fork ends may land in the object the child shares)."""
 
     parent: str
-    pages: dict[int, ForkPage] = field(default_factory=dict)
+    child: AbsProc = field(default_factory=AbsProc)
+    pending: list[tuple[Slot, list[CopyWindow]]] = field(default_factory=list)
 
 
 class MemoryOracle(Hooks):
@@ -141,37 +128,42 @@ class MemoryOracle(Hooks):
             ap.prot[va], ap.inherit[va] = PROT_BITS[d["prot"]], d["inherit"]
 
     def on_fork_locked(self, d: dict[str, Any]) -> None:
-        """The parent's map is locked: snapshot what the child will inherit."""
-        parent = d["parent"]
+        """The parent's map is locked: the child's address space is built entry by entry."""
+        self._proc(d["parent"])
+        self.forks[d["child"]] = ForkWindow(d["parent"])
+
+    def on_fork_entry(self, d: dict[str, Any]) -> None:
+        """vmspace_fork copied one entry (map still locked).  share: the same slot; zero:
+        a fresh zero cell; copy: both sides now see the entry's object copy-on-write, so
+        the child and the parent each get a COW slot over the cell as it is now (the
+        parent cannot store to it again before the fork ends: its PTEs are read-only and
+        a write fault waits for the map lock)."""
+        parent, w = d["parent"], self.forks[d["child"]]
         ap = self._proc(parent)
-        w = self.forks[d["child"]] = ForkWindow(parent)
-        for va, slot in ap.slots.items():
-            w.pages[va] = ForkPage(slot, slot.cell, slot.cow, _copy(slot.frozen),
-                                   ap.prot[va], ap.inherit[va], set(slot.cell.values),
-                                   list(self.copying.get((parent, va), ())))
+        for va in _span(d):
+            slot = ap.slots.get(va)
+            if slot is None:
+                continue
+            if d["inherit"] == "share":
+                new = slot
+            elif d["inherit"] == "zero":
+                new = Slot(Cell(f"{d['child']}:{va:#x}", {0}))
+            else:
+                new = Slot(slot.cell, cow=True, frozen=_copy(slot.frozen))
+                w.pending.append((new, list(self.copying.get((parent, va), ()))))
+                if not slot.cow:
+                    ap.slots[va] = Slot(slot.cell, cow=True)
+            w.child.slots[va] = new
+            w.child.prot[va], w.child.inherit[va] = ap.prot[va], d["inherit"]
 
     def on_fork_end(self, d: dict[str, Any]) -> None:
-        """Build the child: share -> same slot, copy -> new cell, zero -> zero cell; a
-        COW page also may hold whatever a copy the parent made meanwhile froze."""
+        """The child exists; a copy the parent's faults made meanwhile may be its too."""
         w = self.forks.pop(d["child"])
-        child = AbsProc()
-        for va, fp in w.pages.items():
-            if fp.inherit == "none":
-                continue
-            if fp.inherit == "share":
-                new = fp.slot
-            elif fp.inherit == "zero":
-                new = Slot(Cell(f"{d['child']}:{va:#x}", {0}))
-            elif fp.cow:
-                frozen = set(fp.frozen or ()) | fp.stored
-                for cw in fp.copying:
-                    frozen |= cw.values
-                new = Slot(fp.cell, cow=True, frozen=frozen or None)
-            else:
-                new = Slot(Cell(f"{d['child']}:{va:#x}", fp.seen))
-            child.slots[va] = new
-            child.prot[va], child.inherit[va] = fp.prot, fp.inherit
-        self.procs[d["child"]] = child
+        for slot, windows in w.pending:
+            for cw in windows:
+                if cw.cell is slot.cell and cw.values:
+                    slot.frozen = (slot.frozen or set()) | cw.values
+        self.procs[d["child"]] = w.child
 
     def on_exit(self, d: dict[str, Any]) -> None:
         """The process is gone."""
@@ -311,12 +303,6 @@ class MemoryOracle(Hooks):
             slot.frozen = {value}     # either way: the file's cell may not be narrowed
 
     def _store(self, slot: Slot, value: int) -> None:
-        for w in self.forks.values():
-            for fp in w.pages.values():
-                if fp.cell is slot.cell:
-                    fp.seen.add(value)
-                if fp.slot is slot:
-                    fp.stored.add(value)
         for windows in self.copying.values():
             for cw in windows:
                 if cw.cell is slot.cell:
