@@ -20,7 +20,7 @@ FREEBSD_NAMES: dict[str, str] = {
     "_refcount_acquire_if_not_zero": "refcount_acquire_if_not_zero",
     "_clip_at": "vm_map_clip_start / vm_map_clip_end (vm_map_entry_clone)",
     "_vm_map_wire_undo": "vm_map_wire_locked (done: undo)",
-    "vm_map_wait_in_transition": "vm_map_entry_in_transition",
+    "vm_map_wait_in_transition": "vm_map_entry_in_transition / vm_map_wait_busy",
     "proc_touch": "trap (user access)",
     "pmap_user_access": "MMU (page walk + access)",
     "vm_mmap": "vm_mmap_object",

@@ -112,6 +112,7 @@ class VmMap(Tracked):
     entries: list[VmMapEntry] = locked_by("L", factory=list)   # sorted by start
     timestamp: int = locked_by("L", 0)
     needs_wakeup: bool = locked_by("L", False)
+    busy: int = locked_by("L", 0)             # vm_map_busy: wirings faulting unlocked
 
     def __repr__(self) -> str:
         return f"map({self.name})"
@@ -178,9 +179,10 @@ async def vm_map_lock_downgrade(m: VmMap) -> None:
     await rw_downgrade(m.lock)
 
 
-async def vm_map_unlock_and_wait(m: VmMap) -> None:
-    """vm_map_unlock_and_wait: drop the (exclusive) map lock and sleep for a wakeup."""
-    await ops.sleep(m, "vmmaps", m.lock)
+async def vm_map_unlock_and_wait(m: VmMap, wmesg: str = "vmmaps") -> None:
+    """vm_map_unlock_and_wait: drop the (exclusive) map lock and sleep for a wakeup
+    (vm_map_wait_busy's sleep, "mbusy", is on the map too: one wakeup serves both)."""
+    await ops.sleep(m, wmesg, m.lock)
 
 
 async def vm_map_wakeup(m: VmMap) -> None:
@@ -346,16 +348,31 @@ async def vm_map_process_deferred(objs: list[VmObject]) -> None:
         await vm_object_deallocate(obj)
 
 
-async def vm_map_wait_in_transition(m: VmMap, start: int, end: int) -> None:
-    """vm_map_entry_in_transition, for a whole range: map write-locked on entry and on
-    return; sleep (map unlocked) while an entry meeting [start, end) is being wired or
-    unwired by another thread, so the entries may change meanwhile."""
+async def vm_map_wait_in_transition(m: VmMap, start: int, end: int,
+                                    busy: bool = False) -> None:
+    """vm_map_entry_in_transition, for a whole range (and with `busy` first
+    vm_map_wait_busy, as vm_map_protect does): map write-locked on entry and on return;
+    sleep (map unlocked) while an entry meeting [start, end) is being wired or unwired by
+    another thread (or, with `busy`, while a wiring has the map busy), so the entries
+    may change meanwhile."""
     lock_assert(m.lock, "x")
-    while any(e.eflags & MAP_ENTRY_IN_TRANSITION and e.start < end and start < e.end
-              for e in m.entries):
+    while True:
+        if busy and m.busy:
+            wmesg = "mbusy"
+        elif any(e.eflags & MAP_ENTRY_IN_TRANSITION and e.start < end and start < e.end
+                 for e in m.entries):
+            wmesg = "vmmaps"
+        else:
+            return
         m.needs_wakeup = True
-        await vm_map_unlock_and_wait(m)
+        await vm_map_unlock_and_wait(m, wmesg)
         await vm_map_lock(m)
+
+
+async def vm_map_wait_busy(m: VmMap) -> None:
+    """vm_map_wait_busy: map write-locked on entry and on return; sleep (map unlocked)
+    while a wiring faults pages in with the map unlocked (vm_map_busy)."""
+    await vm_map_wait_in_transition(m, 0, 0, busy=True)
 
 
 async def vm_map_remove(m: VmMap, start: int, end: int) -> None:
@@ -376,7 +393,7 @@ async def vm_map_protect(m: VmMap, start: int, end: int, prot: int) -> str:
     permission write-protects the PTEs.  A change is reported (note map-protect) while
     the map is locked."""
     await vm_map_lock(m)
-    await vm_map_wait_in_transition(m, start, end)
+    await vm_map_wait_in_transition(m, start, end, busy=True)
     if any(prot & ~e.max_protection for e in m.entries if e.start < end and start < e.end):
         await vm_map_unlock(m)
         return KERN_PROTECTION_FAILURE
@@ -428,6 +445,7 @@ async def vm_map_wire(m: VmMap, start: int, end: int) -> str:
         e.wired_count += 1
     todo = [va for e in entries if e.wired_count == 1
             for va in range(e.start, e.end, PAGE_SIZE)]
+    m.busy += 1                  # vm_map_busy: fork and mprotect wait for the faults
     await vm_map_unlock(m)
     rv = KERN_SUCCESS
     wired: dict[int, VmPage] = {}
@@ -439,6 +457,7 @@ async def vm_map_wire(m: VmMap, start: int, end: int) -> str:
         if rv != KERN_SUCCESS:
             break
     await vm_map_lock(m)
+    m.busy -= 1                  # vm_map_unbusy (its wakeup: needs_wakeup below)
     for e in list(m.entries):
         if not (e.eflags & MAP_ENTRY_IN_TRANSITION and e.wiring_thread == curtid()):
             continue
@@ -498,6 +517,7 @@ async def vmspace_fork(old: VmMap, child: str) -> VmMap:
     """vmspace_fork: the old map is write-locked for the whole walk."""
     new = vmspace_alloc(old.vm, child)
     await vm_map_lock(old)
+    await vm_map_wait_busy(old)
     # A trylock, as FreeBSD does to keep WITNESS quiet: nobody else knows the new map.
     kassert(await rw_try_wlock(new.lock), "vmspace_fork: lock of the new map failed")
     await ops.note("fork-locked", {"parent": old.name, "child": child})
