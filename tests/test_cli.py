@@ -10,13 +10,16 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
+from faultline import __version__
 from faultline.check import explore
+from faultline.check.running.files import DOT_HEADER
 from faultline.check.search.strategies import RandomStrategy
 from faultline.cli.app import app
 from faultline.kern.vm_map import NotModelled
@@ -358,7 +361,8 @@ def test_dot_export_of_a_counterexample(tmp_path: Path) -> None:
     dot = tmp_path / "ce.dot"
     res = run("check", str(bad), "--runs", "3", "--jobs", "1", "--dot", str(dot))
     assert res.exit_code == 1
-    graph = dot.read_text()
+    header, graph = dot.read_text().split("\n", 1)
+    assert header == DOT_HEADER          # how a later --dot knows the file for ours
     assert graph.startswith("digraph happens_before {") and graph.rstrip().endswith("}")
     assert "cluster_" in graph and "-> violation" in graph and "color=red" in graph
 
@@ -403,3 +407,173 @@ def test_check_cache_states_reports_cut_runs_and_the_same_verdict() -> None:
                "--cache-states")
     assert "cache-states (source DPOR)" in text.stdout.splitlines()[0]
     assert "cut at cached states" in text.stdout
+
+
+# ---------------------------------------------------------------- corrupted counterexamples
+
+@pytest.fixture
+def saved_ce(tmp_path: Path) -> Path:
+    """A counterexample file written by check --trace-out (of the tiny scenario)."""
+    ce = tmp_path / "ce.json"
+    assert run("check", str(tiny(tmp_path)), "--runs", "1", "--trace-out", str(ce)
+               ).exit_code == 1
+    return ce
+
+
+def _edit(path: Path, where: str, value: object) -> Path:
+    doc = json.loads(path.read_text())
+    *up, last = where.split(".")
+    node = doc
+    for k in up:
+        node = node[k]
+    node[last] = value
+    path.write_text(json.dumps(doc))
+    return path
+
+
+# (field, value, words the one-line error must contain)
+_BAD_RECORDS = [
+    ("scenario_path", 3, ["scenario_path"]),
+    ("scenario_path", ["x"], ["scenario_path"]),
+    ("options.npv_locks", 0, ["options.npv_locks", "1..1024"]),
+    ("options.npv_locks", -1, ["options.npv_locks"]),
+    ("options.npv_locks", "x", ["options.npv_locks"]),
+    ("options.npv_locks", 1e9, ["options.npv_locks"]),
+    ("options.npv_locks", 10 ** 9, ["options.npv_locks"]),
+    ("options.every_step", "yes", ["options.every_step"]),
+    ("options.preemptions", 1.5, ["options.preemptions"]),
+    ("options.shrunk_from_steps", -3, ["options.shrunk_from_steps"]),
+    ("options.surprise", 1, ["options.surprise", "not a field"]),
+    ("options", [], ["options"]),
+    ("faultline_version", "0.0.1", ["faultline_version", "0.0.1"]),
+    ("version", "9.9.9", ["version", "9.9.9"]),
+    ("seed", "1", ["seed"]),
+    ("verdict", 1, ["verdict"]),
+    ("violation", "boom", ["violation"]),
+    ("violation.step", "3", ["violation.step"]),
+    ("events", 5, ["events"]),
+    ("policy", "nope", ["policy", "nope"]),
+    ("scenario", "", ["scenario"]),
+    ("scenario", "renamed", ["'renamed'", "'tiny-bound'"]),
+    ("schedule", "0*99999999999", ["10,000,000"]),
+    ("schedule", "0*6", ["step_bound", "tiny-bound"]),
+    ("schedule", "0,x", ["bad schedule"]),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "words"), _BAD_RECORDS,
+                         ids=[f"{w}={v!r:.20}" for w, v, _ in _BAD_RECORDS])
+def test_a_corrupted_counterexample_is_bad_input_naming_the_field(
+        saved_ce: Path, where: str, value: object, words: list[str]) -> None:
+    t0 = time.monotonic()
+    res = run("replay", str(_edit(saved_ce, where, value)))
+    assert_bad_input(res)
+    for w in words:
+        assert w in res.stderr, res.stderr
+    assert time.monotonic() - t0 < 10          # npv_locks 1e9 once grew to 2.9 GB
+
+
+def test_a_counterexample_is_replayed_only_by_its_own_version(saved_ce: Path) -> None:
+    doc = json.loads(saved_ce.read_text())
+    assert doc["faultline_version"] == doc["version"] == __version__
+    assert run("replay", str(saved_ce)).exit_code == 1
+
+
+def test_scenario_override_replays_on_another_scenario_by_name(saved_ce: Path,
+                                                               tmp_path: Path) -> None:
+    """--scenario says which scenario to use, whatever name the file gives."""
+    _edit(saved_ce, "scenario", "renamed")
+    assert run("replay", str(saved_ce), "--scenario", str(tmp_path / "tiny.toml")
+               ).exit_code == 1
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000,
+                                  '{"options": ' + "{\"a\": " * 5000 + "1" + "}" * 5001,
+                                  "\x00\xff", ""])
+def test_deeply_nested_or_garbage_counterexamples_are_bad_input(tmp_path: Path,
+                                                                text: str) -> None:
+    path = tmp_path / "ce.json"
+    path.write_text(text, encoding="latin-1")
+    assert_bad_input(run("replay", str(path)))
+
+
+# ---------------------------------------------------------------- schedules
+
+def test_a_huge_schedule_is_bad_input_before_it_is_expanded() -> None:
+    t0 = time.monotonic()
+    res = run("replay", "--scenario", "rw-race-shadow", "--schedule", "0*99999999999")
+    assert_bad_input(res)
+    assert "10,000,000" in res.stderr and time.monotonic() - t0 < 5
+
+
+def test_a_schedule_longer_than_the_step_bound_is_bad_input() -> None:
+    res = run("replay", "--scenario", "rw-race-shadow", "--schedule", "0*4001")
+    assert_bad_input(res)
+    assert "4,000" in res.stderr and "step_bound" in res.stderr
+
+
+def test_schedule_strings_are_capped_without_expanding() -> None:
+    from faultline.rt.trace import ScheduleTooLong, schedule_from_str
+    with pytest.raises(ScheduleTooLong, match="more than 10 steps"):
+        schedule_from_str("0*5,1*6", limit=10)
+    assert schedule_from_str("0*5,1*5", limit=10) == [0] * 5 + [1] * 5
+    with pytest.raises(ScheduleTooLong):
+        schedule_from_str("0*" + "9" * 18)
+
+
+@pytest.mark.parametrize("text", ["0..99999999999", "0..5000"])
+def test_huge_preemption_ranges_are_bad_input(text: str) -> None:
+    assert_bad_input(run("check", "rw-race-shadow", "--strategy", "dpor", "--preemptions",
+                         text))
+
+
+# ---------------------------------------------------------------- the shrink budget
+
+def _tight(tmp_path: Path) -> Path:
+    text = (loader.catalog_dir() / "rw-race-shadow.toml").read_text()
+    bad = tmp_path / "tight.toml"
+    bad.write_text(text.replace("step_bound = 4000", "step_bound = 100"))
+    return bad
+
+
+def test_the_shrink_budget_is_deterministic_and_reported(tmp_path: Path) -> None:
+    args = ["check", str(_tight(tmp_path)), "--runs", "3", "--jobs", "1"]
+    capped = [run(*args, "--shrink-budget", "3", "--json") for _ in range(2)]
+    assert capped[0].stdout == capped[1].stdout
+    ce = json.loads(capped[0].stdout)["results"][0]["counterexample"]
+    assert ce["shrink_stopped"] == "executions"
+    text = run(*args, "--shrink-budget", "3")
+    assert text.exit_code == 1
+    assert "shrink-budget=3/60s" in text.stdout.splitlines()[0]
+    assert "shrink_runs=3" in text.stdout and "shrink_stopped=executions" in text.stdout
+    assert "used its whole budget of 3 executions" in text.stdout
+    free = run(*args, "--json")
+    assert "shrink_stopped" not in json.loads(free.stdout)["results"][0]["counterexample"]
+
+
+def test_the_shrink_time_limit_is_a_reported_safety_net(tmp_path: Path) -> None:
+    res = run("check", str(_tight(tmp_path)), "--runs", "3", "--jobs", "1",
+              "--shrink-seconds", "0")
+    assert res.exit_code == 1
+    assert "shrink_stopped=seconds" in res.stdout
+    assert "stopped at its time limit (0 s)" in " ".join(res.stdout.split())
+
+
+def test_shrink_budget_unit() -> None:
+    from faultline.check.search.shrink import Budget
+    b = Budget(executions=2, seconds=1000)
+    assert b.allows() and b.left() == 2
+    b.used = 2
+    assert not b.allows() and b.stopped == "executions"
+    late = Budget(executions=10, seconds=0)
+    assert not late.allows() and late.stopped == "seconds"
+
+
+@pytest.mark.parametrize("name", ["FAULTLINE_SHRINK_SECONDS", "FAULTLINE_SHRINK_EXECUTIONS",
+                                  "FAULTLINE_CHECKPOINT_SECONDS"])
+def test_a_bad_environment_setting_is_bad_input(monkeypatch: pytest.MonkeyPatch,
+                                                name: str) -> None:
+    monkeypatch.setenv(name, "soon")
+    res = run("check", "rw-race-shadow", "--runs", "1")
+    assert_bad_input(res)
+    assert name in res.stderr

@@ -1,11 +1,16 @@
 """The outer loop: run a scenario's executions under a strategy and gather a verdict.
 
-What lives here: `CheckConfig` (what to run, with defaults), `run_once` (one execution
-with the verdict observers: witness, structural invariants, memory oracle, coverage,
-and optionally a trace recorder) and `check_scenario` (N seeded executions, stopping at
-the first violation).  Rule kept: a run is fully described by (scenario, policy,
-strategy, seed or schedule); counterexamples are re-run with a recorder attached rather
-than recorded during exploration.  Must not be added: rendering (report) or CLI parsing.
+What lives here: `CheckConfig` (what to run, with defaults; FAULTLINE_* settings are
+read when one is made, a bad one is a SettingError), `run_once` (one execution with the
+verdict observers: witness, structural invariants, memory oracle, coverage, and
+optionally a trace recorder), `check_scenario` (N seeded executions, stopping at the
+first violation, or DPOR with its checkpointer), `minimise` (shrinking within the
+config's budget) and what resuming a checkpoint replays (`enabled_along`,
+`violation_of`).  Rule kept: a run is fully described by (scenario, policy, strategy,
+seed or schedule); counterexamples are re-run with a recorder attached rather than
+recorded during exploration; wall clock decides only when to checkpoint and when
+shrinking's safety net stops it (reported), never a result otherwise.
+Must not be added: rendering (report) or CLI parsing.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,17 +27,44 @@ from faultline import __version__
 from faultline.check.judging.coverage import Coverage, tally
 from faultline.check.judging.invariants import StructureChecker, explain_va
 from faultline.check.judging.racedetect import RaceDetector
+from faultline.check.running import interrupt
 from faultline.check.search import dpor
+from faultline.check.search.shrink import Budget, Shrunk, attempt
 from faultline.check.search.shrink import shrink as shrink_schedule
 from faultline.check.search.strategies import PctStrategy, RandomStrategy, ReplayStrategy, run_seed
 from faultline.kern.vm_map import NotModelled
 from faultline.rt.context import logging_accesses
-from faultline.rt.execution import Execution, Hooks, Outcome, Strategy
+from faultline.rt.execution import Execution, Hooks, Outcome, ReplayDivergence, Strategy
 from faultline.rt.trace import Event, RunRecord, TraceRecorder, schedule_to_str
 from faultline.rt.witness import Witness
 from faultline.scenario.oracle import MemoryOracle
 from faultline.scenario.spec import Scenario
 from faultline.scenario.world import World
+
+
+class SettingError(ValueError):
+    """A FAULTLINE_* environment variable that is not a number in range (bad input)."""
+
+
+def _env_number(name: str, default: float, lo: float, integral: bool = False
+                ) -> Callable[[], Any]:
+    """A default_factory: the number in environment variable `name` (at least `lo`),
+    else `default`.  Read when a CheckConfig is made, not when this module is imported,
+    so that a bad value is an error the CLI reports, not a traceback at import."""
+    def read() -> float | int:
+        text = os.environ.get(name)
+        if text is None or text.strip() == "":
+            return default
+        try:
+            value: float | int = int(text) if integral else float(text)
+        except ValueError:
+            value = lo - 1
+        if not value >= lo:             # also NaN
+            kind = "an integer" if integral else "a number"
+            raise SettingError(f"environment variable {name}={text!r}: expected {kind} "
+                               f">= {lo:g}")
+        return value
+    return read
 
 
 @dataclass(slots=True)
@@ -52,9 +85,21 @@ class CheckConfig:
     preemptions: tuple[int | None, ...] | None = None
     max_executions: int | None = None            # DPOR: stop (not exhaustive) after this
     shrink: bool = True            # minimise counterexamples (--no-shrink)
+    # Shrinking's budget (check.search.shrink.Budget): executions, the limit that decides
+    # the shrunk result (--shrink-budget; FAULTLINE_SHRINK_EXECUTIONS, default 2000), and
+    # seconds, a safety net whose hitting the counterexample reports (--shrink-seconds;
+    # FAULTLINE_SHRINK_SECONDS, default 60).
+    shrink_executions: int = field(
+        default_factory=_env_number("FAULTLINE_SHRINK_EXECUTIONS", 2000, 1, integral=True))
+    shrink_seconds: float = field(
+        default_factory=_env_number("FAULTLINE_SHRINK_SECONDS", 60.0, 0.0))
     state: str | None = None       # DPOR: checkpoint file (--state)
     resume: dict[str, Any] | None = None   # DPOR: a loaded checkpoint (--resume)
-    checkpoint_seconds: float = float(os.environ.get("FAULTLINE_CHECKPOINT_SECONDS", "30"))
+    # DPOR with --state: seconds between checkpoints (FAULTLINE_CHECKPOINT_SECONDS,
+    # default 30); one is also written as the exploration starts, as each bound ends,
+    # and when it stops for any reason.
+    checkpoint_seconds: float = field(
+        default_factory=_env_number("FAULTLINE_CHECKPOINT_SECONDS", 30.0, 0.0))
     race_detect: bool = False      # check the locking discipline (--race-detect)
     # DPOR: cut runs at states explored completely before (--cache-states); always
     # source-DPOR (docs/state-caching.md).
@@ -149,8 +194,11 @@ class ScenarioResult:
             out["subtrees"] = self.subtrees
         if self.counterexample is not None:
             ce = self.counterexample
-            out["counterexample"] = {"seed": ce.seed, "schedule": ce.schedule,
-                                     "violation": ce.violation}
+            shown: dict[str, object] = {"seed": ce.seed, "schedule": ce.schedule,
+                                        "violation": ce.violation}
+            if "shrink_stopped" in ce.options:     # only then: older output unchanged
+                shown["shrink_stopped"] = ce.options["shrink_stopped"]
+            out["counterexample"] = shown
         return out
 
 
@@ -217,24 +265,26 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
             status(dpor_status(scenario.name, res))
     total = ck.total
     traces: set[int] = set()
-    for k in range(ck.start, len(bounds)):
-        ck.bound_index = k
-        r = dpor.explore(make, bound=bounds[k], max_executions=cfg.max_executions,
-                         optimal=cfg.dpor == "optimal", between=between,
-                         resume=ck.resume_point() if k == ck.start else None,
-                         cache_states=cfg.cache_states, cache_stride=CACHE_STRIDE,
-                         estimate=status is not None)
-        ck.fold(runs)
-        total.cache_hits += r.cache_hits
-        total.executions += r.executions
-        total.sleep_blocked += r.sleep_blocked
-        total.steps += r.steps
-        traces |= r.trace_keys
-        total.exhaustive, total.preemption_bound = r.exhaustive, r.preemption_bound
-        if r.violation is not None:
-            total.violation = r.violation
-            break
-        ck.bound_done(k + 1)
+    with ck.interruptible():
+        for k in range(ck.start, len(bounds)):
+            ck.bound_index = k
+            r = dpor.explore(make, bound=bounds[k], max_executions=cfg.max_executions,
+                             optimal=cfg.dpor == "optimal", between=between,
+                             resume=ck.resume_point() if k == ck.start else None,
+                             cache_states=cfg.cache_states, cache_stride=CACHE_STRIDE,
+                             estimate=status is not None)
+            ck.fold(runs)
+            total.cache_hits += r.cache_hits
+            total.executions += r.executions
+            total.sleep_blocked += r.sleep_blocked
+            total.steps += r.steps
+            traces |= r.trace_keys
+            total.exhaustive, total.preemption_bound = r.exhaustive, r.preemption_bound
+            if r.violation is not None:
+                total.violation = r.violation
+                break
+            ck.bound_done(k + 1)
+        ck.finish()
     coverage = ck.coverage
     ce = None
     if total.violation is not None:
@@ -282,10 +332,67 @@ def dpor_execution(scenario: Scenario, cfg: CheckConfig, rec: Hooks
     return ex, cov
 
 
+class _PathEnd(Exception):
+    """enabled_along: the path has been followed to its end."""
+
+
+class _Along:
+    """A strategy that follows `path` and records the threads enabled at each step."""
+
+    def __init__(self, path: list[int]) -> None:
+        self.path = path
+        self.seen: list[list[int]] = []
+
+    def choose(self, ex: Execution, enabled: list[Any]) -> Any:
+        i = ex.steps
+        if i >= len(self.path):
+            raise _PathEnd
+        self.seen.append([t.tid for t in enabled])
+        for t in enabled:
+            if t.tid == self.path[i]:
+                return t
+        raise ReplayDivergence(f"step {i + 1}: thread {self.path[i]} cannot run there "
+                               f"(enabled: {self.seen[-1]})")
+
+
+def enabled_along(scenario: Scenario, cfg: CheckConfig, path: list[int]) -> list[list[int]]:
+    """The threads enabled before each step of `path` (thread ids, one per step) in a
+    run of `scenario` that follows it; ReplayDivergence if it does not replay there.
+    (A checkpoint's path is checked with this before it is resumed.)"""
+    if len(path) > scenario.step_bound:
+        raise ReplayDivergence(f"{len(path)} steps, more than {scenario.name}'s step bound "
+                               f"({scenario.step_bound})")
+    along = _Along(path)
+    ex, _, _ = build_execution(scenario, cfg.policy, along, [], every_step=False,  # type: ignore[arg-type]
+                               npv_locks=cfg.npv_locks)
+    try:
+        out = ex.run()
+    except _PathEnd:
+        return along.seen
+    if out.steps == len(path):          # its last step ends the run
+        return along.seen
+    raise ReplayDivergence(f"the run ends after {out.steps} steps, before the path's "
+                           f"{len(path)}")
+
+
+def violation_of(scenario: Scenario, cfg: CheckConfig, schedule: str) -> Outcome:
+    """The violating run `schedule` replays to (a finished checkpoint's violation);
+    ValueError or ReplayDivergence if it is too long, diverges or does not violate."""
+    from faultline.rt.trace import schedule_from_str
+    sched = schedule_from_str(schedule, scenario.step_bound)
+    out = run_once(scenario, cfg.policy, ReplayStrategy(sched), every_step=cfg.every_step,
+                   npv_locks=cfg.npv_locks, race_detect=cfg.race_detect).outcome
+    if out.violation is None:
+        raise ValueError("the schedule replays without a violation")
+    return out
+
+
 class _Checkpointer:
     """DPOR checkpoints: totals of finished bounds, coverage so far, and the path of
-    the bound in progress, written to cfg.state at most every cfg.checkpoint_seconds
-    (between executions) and when a bound finishes; cfg.resume picks one up."""
+    the bound in progress, written to cfg.state as the exploration starts, at most every
+    cfg.checkpoint_seconds (between executions), when a bound finishes, when it stops
+    (`finish`, with its outcome) and on Ctrl-C (check.running.interrupt); cfg.resume
+    picks one up."""
 
     def __init__(self, scenario: Scenario, cfg: CheckConfig,
                  bounds: list[int | None]) -> None:
@@ -297,16 +404,32 @@ class _Checkpointer:
         self.last = time.monotonic()
         if cfg.resume is not None:
             self._load(cfg.resume)
+        if cfg.state:
+            # At once: the file exists (and its path is known to work) from the start.
+            self._save(self.start, self.current)
 
     def _load(self, doc: dict[str, Any]) -> None:
         from faultline.check.running.checkpoint import check_belongs
         check_belongs(doc, self.scenario, self.cfg, 0)
         t = doc["totals"]
         self.total = dpor.DporResult(executions=t["executions"],
-                                     sleep_blocked=t["sleep_blocked"], steps=t["steps"])
+                                     sleep_blocked=t["sleep_blocked"], steps=t["steps"],
+                                     cache_hits=t.get("cache_hits", 0))
         self.coverage = dict(doc["coverage"])
         self.start = doc["bound_index"]
         self.current = doc["current"]
+        fin = doc.get("finished")
+        if fin is not None:           # it ran to its end: report that outcome again
+            self.start = len(self.bounds)
+            self.total.exhaustive = fin["exhaustive"]
+            self.total.preemption_bound = fin["preemption_bound"]
+            if fin["violation"] is not None:
+                self.total.violation = violation_of(self.scenario, self.cfg, fin["violation"])
+
+    def interruptible(self) -> AbstractContextManager[None]:
+        """Where Ctrl-C stops at the next execution with a checkpoint (with --state)."""
+        return interrupt.deferred(_resume_hint(self.cfg.state)) if self.cfg.state else \
+            nullcontext()
 
     def resume_point(self) -> tuple[list[dpor.Node], dpor.DporResult, int] | None:
         from faultline.check.running.checkpoint import load_path
@@ -314,7 +437,8 @@ class _Checkpointer:
         if cur is None:
             return None
         res = dpor.DporResult(executions=cur["executions"], sleep_blocked=cur["sleep_blocked"],
-                              steps=cur["steps"], preemption_bound=self.bounds[self.start])
+                              steps=cur["steps"], cache_hits=cur.get("cache_hits", 0),
+                              preemption_bound=self.bounds[self.start])
         return load_path(cur["nodes"]), res, cur["prefix_len"]
 
     def fold(self, runs: list[Coverage]) -> None:
@@ -324,18 +448,34 @@ class _Checkpointer:
         runs.clear()
 
     def maybe_save(self, nodes: list[dpor.Node], res: dpor.DporResult, prefix: int) -> None:
-        if self.cfg.state and time.monotonic() - self.last >= self.cfg.checkpoint_seconds:
+        if not self.cfg.state:
+            return
+        stop = interrupt.requested()
+        if stop or time.monotonic() - self.last >= self.cfg.checkpoint_seconds:
             from faultline.check.running.checkpoint import dump_path
             self._save(self.bound_index, {"nodes": dump_path(nodes), "prefix_len": prefix,
                                           "executions": res.executions,
                                           "sleep_blocked": res.sleep_blocked,
-                                          "steps": res.steps})
+                                          "steps": res.steps, "cache_hits": res.cache_hits})
+        if stop:
+            raise interrupt.Interrupted(_resume_hint(self.cfg.state))
 
     def bound_done(self, next_index: int) -> None:
-        if self.cfg.state:
+        if self.cfg.state and next_index < len(self.bounds):    # the last: see finish
             self._save(next_index, None)
 
-    def _save(self, index: int, current: dict[str, Any] | None) -> None:
+    def finish(self) -> None:
+        """The exploration stopped (every bound done, a violation, the cap): save that,
+        so that --resume reports the same outcome without exploring again."""
+        if self.cfg.state:
+            t = self.total
+            v = None if t.violation is None else schedule_to_str(t.violation.schedule)
+            self._save(len(self.bounds), None, {"exhaustive": t.exhaustive,
+                                                "preemption_bound": t.preemption_bound,
+                                                "violation": v})
+
+    def _save(self, index: int, current: dict[str, Any] | None,
+              finished: dict[str, Any] | None = None) -> None:
         from faultline.check.running.checkpoint import run_header, write_atomically
         cfg = self.cfg
         done = self.total          # bounds finished so far; `current` holds the rest
@@ -343,9 +483,13 @@ class _Checkpointer:
             **run_header(self.scenario, cfg), "split": 0,
             "bound_index": index, "coverage": self.coverage,
             "totals": {"executions": done.executions, "sleep_blocked": done.sleep_blocked,
-                       "steps": done.steps},
-            "current": current})
+                       "steps": done.steps, "cache_hits": done.cache_hits},
+            "current": current, "finished": finished})
         self.last = time.monotonic()
+
+
+def _resume_hint(state: str | None) -> str:
+    return f"checkpoint saved in {state}; faultline check --resume {state} continues"
 
 
 def check_scenario_sampled(scenario: Scenario, cfg: CheckConfig,
@@ -378,7 +522,9 @@ def check_scenario_sampled(scenario: Scenario, cfg: CheckConfig,
 
 def minimise(scenario: Scenario, cfg: CheckConfig, outcome: Outcome,
              **kw: object) -> RunRecord:
-    """The counterexample record for `outcome`, shrunk unless cfg.shrink is off."""
+    """The counterexample record for `outcome`, shrunk unless cfg.shrink is off, within
+    cfg's shrink budget (options: shrink_runs, the executions spent, and shrink_stopped,
+    "executions" or "seconds" if that limit ran out before shrinking was done)."""
     options: dict[str, object] = {"npv_locks": cfg.npv_locks}
     if cfg.race_detect:
         options["race_detect"] = True          # replay must detect the race again
@@ -390,38 +536,66 @@ def minimise(scenario: Scenario, cfg: CheckConfig, outcome: Outcome,
                                            race_detect=cfg.race_detect)
                 return ex.run()
         kind = outcome.violation.kind
-        s = shrink_schedule(run, outcome.schedule, kind)
-        if s.preemptions > 1:
-            # A bounded systematic search often finds a far simpler witness.
-            low = _low_preemption_witness(scenario, cfg, kind, s.preemptions - 1)
-            if low is not None:
-                alt = shrink_schedule(run, low.schedule, kind)
-                if (alt.preemptions, alt.outcome.steps) < (s.preemptions, s.outcome.steps):
-                    alt.original_steps = s.original_steps
-                    alt.original_preemptions = s.original_preemptions
-                    alt.tried += s.tried
-                    s = alt
-        options.update(shrunk_from_steps=s.original_steps,
-                       shrunk_from_preemptions=s.original_preemptions,
-                       preemptions=s.preemptions, shrink_runs=s.tried)
-        outcome = s.outcome
+        budget = Budget(cfg.shrink_executions, cfg.shrink_seconds)
+        first = attempt(run, outcome.schedule, kind, budget)
+        if first is None:
+            raise ValueError("shrink: the schedule does not reproduce the violation")
+        original = (len(outcome.schedule), first[1])
+        best: Shrunk | None = None
+        if first[1] > 1:
+            # A bounded systematic search often finds a far simpler witness than edits
+            # of a long story can, and in few executions: try it first, so that a long
+            # counterexample does not spend the whole budget one preemption at a time.
+            low = _low_preemption_witness(scenario, cfg, kind, first[1] - 1, budget)
+            if low is not None and budget.allows():
+                best = shrink_schedule(run, low.schedule, kind, budget)
+        if best is None or (best.preemptions > 1 and budget.allows()):
+            s = shrink_schedule(run, outcome.schedule, kind, budget, first=first)
+            if best is None or (s.preemptions, s.outcome.steps) < (best.preemptions,
+                                                                     best.outcome.steps):
+                best = s
+        options.update(shrunk_from_steps=original[0], shrunk_from_preemptions=original[1],
+                       preemptions=best.preemptions, shrink_runs=budget.used)
+        if budget.stopped is not None:
+            options["shrink_stopped"] = budget.stopped
+        outcome = best.outcome
     options.update(kw.pop("options", {}))  # type: ignore[arg-type]
     return RunRecord.from_outcome(outcome, scenario=scenario.name, policy=cfg.policy,
                                   version=__version__, scenario_path=scenario.source,
                                   options=options, **kw)  # type: ignore[arg-type]
 
 
+class _OutOfBudget(Exception):
+    """The shrink budget ran out during the low-preemption witness search."""
+
+
 def _low_preemption_witness(scenario: Scenario, cfg: CheckConfig, kind: str,
-                            max_bound: int, budget: int = 300) -> Outcome | None:
+                            max_bound: int, budget: Budget, per_bound: int = 300
+                            ) -> Outcome | None:
     """A violation of `kind` reached with at most `max_bound` (and at most 2)
-    preemptions by bounded DPOR, trying bounds in increasing order, or None."""
+    preemptions by bounded DPOR, trying bounds in increasing order (at most `per_bound`
+    executions each, all counted against `budget`), or None."""
     def make(rec: Hooks) -> Execution:
         return build_execution(scenario, cfg.policy, rec, [rec],  # type: ignore[arg-type]
                                every_step=cfg.every_step, npv_locks=cfg.npv_locks,
                                race_detect=cfg.race_detect)[0]
     for bound in range(min(max_bound, 2) + 1):
-        with logging_accesses(cfg.race_detect):
-            r = dpor.explore(make, bound=bound, max_executions=budget, estimate=False)
+        if not budget.allows():
+            return None
+        base = budget.used
+
+        def between(nodes: list[dpor.Node], res: dpor.DporResult, prefix: int,
+                    base: int = base) -> None:
+            budget.used = base + res.executions + res.sleep_blocked + res.cache_hits
+            if not budget.allows():
+                raise _OutOfBudget
+        try:
+            with logging_accesses(cfg.race_detect):
+                r = dpor.explore(make, bound=bound, between=between, estimate=False,
+                                 max_executions=min(per_bound, budget.left()))
+        except _OutOfBudget:
+            return None
+        budget.used = base + r.executions + r.sleep_blocked + r.cache_hits
         if r.violation is not None and r.violation.violation is not None \
                 and r.violation.violation.kind == kind:
             return r.violation
@@ -452,6 +626,7 @@ def counterexample_dot(scenario: Scenario, record: RunRecord, every_step: bool =
                   f"{v.kind}: {v.message}" if v is not None else "")
 
 
-__all__ = ["CheckConfig", "NotModelled", "RunResult", "ScenarioResult", "build_execution",
-           "check_scenario", "counterexample_dot", "dpor_execution", "minimise", "replay",
-           "run_once", "schedule_to_str"]
+__all__ = ["CheckConfig", "NotModelled", "RunResult", "ScenarioResult", "SettingError",
+           "build_execution", "check_scenario", "counterexample_dot", "dpor_execution",
+           "enabled_along", "minimise", "replay", "run_once", "schedule_to_str",
+           "violation_of"]

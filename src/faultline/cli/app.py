@@ -1,8 +1,9 @@
 """The `faultline` command: scenarios, show, check and replay.
 
 What lives here: the typer app and its four commands, the translation of bad input into
-one stderr line and exit status 2, the lazy progress bar, and the counterexample file
-format (a `RunRecord`'s fields plus `events` and `faultline_version`).
+one stderr line and exit status 2, the lazy progress bar, and the checks of every input
+and output before the work starts (output paths: check.running.files; checkpoints:
+check.running.checkpoint; counterexample files: cli.counterexample).
 
 Rule kept: thin.  Parse, call `scenario.loader` / `check.explore`, hand the results to
 `report`, choose the exit status.  Exit statuses: 0 no violation, 1 a violation or a
@@ -43,10 +44,15 @@ from rich.text import Text
 
 from faultline import __version__
 from faultline.check import explore
-from faultline.check.explore import CheckConfig, RunResult, ScenarioResult
+from faultline.check.explore import CheckConfig, RunResult, ScenarioResult, SettingError
+from faultline.check.running import checkpoint, files
+from faultline.check.running.checkpoint import CheckpointError
+from faultline.check.running.files import OutputError
 from faultline.check.running.parallel import STRATEGIES, check_many
 from faultline.check.running.ray_backend import RayError
 from faultline.check.search import portfolio
+from faultline.cli import counterexample
+from faultline.cli.counterexample import CounterexampleError
 from faultline.kern.policy import POLICIES
 from faultline.kern.vm_map import NotModelled
 from faultline.report.tables import (
@@ -64,7 +70,7 @@ from faultline.report.trace_view import (
     render_run_description,
 )
 from faultline.rt.execution import FaultlineInternalError, ReplayDivergence
-from faultline.rt.trace import RunRecord, schedule_from_str
+from faultline.rt.trace import MAX_SCHEDULE_STEPS, RunRecord, ScheduleTooLong, schedule_from_str
 from faultline.scenario import loader
 from faultline.scenario.loader import ScenarioError
 from faultline.scenario.spec import Scenario
@@ -73,7 +79,6 @@ EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
 PIPE_WIDTH = 160              # rich width when stdout is not a terminal and COLUMNS unset
 LONG_SCHEDULE = 400           # longer schedules are replayed from a file, not a flag
-_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(RunRecord))
 
 app = typer.Typer(
     name="faultline",
@@ -127,7 +132,8 @@ def _reported() -> Iterator[None]:
         yield
     except typer.Exit:
         raise
-    except (BadInput, ScenarioError) as e:
+    except (BadInput, ScenarioError, CheckpointError, CounterexampleError, OutputError,
+            SettingError) as e:
         _die(str(e))
     except ReplayDivergence as e:
         _die(f"replay diverged: {e}")
@@ -138,8 +144,9 @@ def _reported() -> Iterator[None]:
         if nm is not None:
             _die(f"not modelled: {nm}")
         _internal(e)
-    except KeyboardInterrupt:
-        typer.echo("faultline: interrupted", err=True)
+    except KeyboardInterrupt as e:
+        # A checkpointed run says where it saved (check.running.interrupt.Interrupted).
+        typer.echo(f"faultline: interrupted{f': {e}' if str(e) else ''}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as e:
         _internal(e)
@@ -194,21 +201,47 @@ def _preemptions(text: str | None) -> tuple[int | None, ...] | None:
                        ) from None
     if a < 0 or b < a:
         raise BadInput(f"--preemptions: expected 0 <= A <= B, got {text!r}")
+    if b > checkpoint.MAX_PREEMPTIONS or b - a >= checkpoint.MAX_BOUNDS:
+        raise BadInput(f"--preemptions: at most {checkpoint.MAX_BOUNDS} bounds, each at most "
+                       f"{checkpoint.MAX_PREEMPTIONS:,}; got {text!r}")
     return tuple(range(a, b + 1))
 
 
-def _schedule(text: str) -> list[int]:
+def _schedule(text: str, s: Scenario | None = None) -> list[int]:
+    """A schedule string's steps: at most MAX_SCHEDULE_STEPS, and once the scenario is
+    known, at most its step bound (a run never takes more steps)."""
+    limit = MAX_SCHEDULE_STEPS if s is None else min(s.step_bound, MAX_SCHEDULE_STEPS)
+    shown = text if len(text) <= 60 else text[:57] + "..."
     try:
-        return schedule_from_str(text)
+        return schedule_from_str(text, limit)
+    except ScheduleTooLong:
+        why = "faultline's limit for any schedule" if s is None else \
+            f"the step_bound of scenario {s.name}"
+        raise BadInput(f"schedule {shown!r} is too long: more than {limit:,} steps, "
+                       f"{why}") from None
     except ValueError:
-        raise BadInput(f"bad schedule {text!r}: expected thread ids with optional "
+        raise BadInput(f"bad schedule {shown!r}: expected thread ids with optional "
                        f"repeat counts, like '0*12,1,2*3'") from None
 
 
-def _writable(path: Path | None) -> None:
-    """Fail before the work, not after it, if a --trace-out file cannot be created."""
-    if path is not None and (path.is_dir() or not path.absolute().parent.is_dir()):
-        raise BadInput(f"cannot write {path}: not a file in an existing directory")
+def _outputs(force: bool, state: Path | None, *named: tuple[str, Path | None, files.Kind]
+             ) -> None:
+    """Fail now, not after the work, if an output cannot or must not be written
+    (check.running.files.check_target; two options naming one file are bad input too).
+    With --force, a --state file that is not a checkpoint goes now: checkpoints (written
+    from the start of the run on) replace only checkpoints."""
+    outputs = [*named, ("--state", state, files.CHECKPOINT)]
+    clash = files.same_file_twice([(option, path) for option, path, _ in outputs])
+    if clash is not None:
+        raise BadInput(clash)
+    for _, path, kind in outputs:
+        if path is not None:
+            files.check_target(path, kind, force)
+    if force and state is not None and state.is_file() and not files.CHECKPOINT.ours(state):
+        try:
+            state.unlink()
+        except OSError as e:
+            raise BadInput(f"cannot replace {state}: {e.strerror or e}") from None
 
 
 def _select(names: Sequence[str], everything: bool) -> list[Scenario]:
@@ -384,15 +417,10 @@ def _counterexample(r: ScenarioResult, cfg: CheckConfig) -> RunRecord:
                                options={**ce.options, "every_step": cfg.every_step})
 
 
-def _write_trace(path: Path, record: RunRecord, replayed: RunResult) -> None:
-    """The counterexample file: the RunRecord's fields, its events and our version."""
-    doc = {**dataclasses.asdict(record), "events": [e.to_json() for e in replayed.events],
-           "faultline_version": __version__}
-    try:
-        path.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n",
-                        encoding="utf-8")
-    except OSError as e:
-        raise BadInput(f"cannot write {path}: {e.strerror or e}") from None
+def _write_trace(path: Path, record: RunRecord, replayed: RunResult, force: bool) -> None:
+    """The counterexample file (cli.counterexample), written safely (check.running.files)."""
+    files.write_text(path, counterexample.dump(record, replayed.events), files.COUNTEREXAMPLE,
+                     force)
 
 
 def _replay_hint(record: RunRecord, s: Scenario, trace_out: Path | None) -> str:
@@ -505,11 +533,25 @@ def check(
              "(canonical state digests; source-DPOR only; docs/state-caching.md says when "
              "this stays sound).")] = False,
     split: Annotated[int | None, typer.Option(
-        "--split", min=0,
+        "--split", min=0, max=checkpoint.MAX_SPLIT,
         help="DPOR: deal each tree out to the workers as the subtrees below its first N "
              "branching points (0: one unit per scenario; default 6 when there are more "
              "workers than scenarios, else 0). Results depend on N, never on --jobs.")
     ] = None,
+    shrink_budget: Annotated[int | None, typer.Option(
+        "--shrink-budget", min=1, metavar="EXECUTIONS",
+        help="Shrinking may run this many executions (default 2000, or "
+             "FAULTLINE_SHRINK_EXECUTIONS); the limit that decides the shrunk result.")
+    ] = None,
+    shrink_seconds: Annotated[float | None, typer.Option(
+        "--shrink-seconds", min=0.0,
+        help="Stop shrinking after this many seconds even within its budget (default 60, or "
+             "FAULTLINE_SHRINK_SECONDS): a safety net; the output says when it was hit, "
+             "since the shrunk result may then differ on another machine.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force",
+        help="Overwrite output files (--trace-out, --dot, --state) that exist but are not "
+             "faultline files of that kind. Symbolic links are refused even so.")] = False,
 ) -> None:
     """Check scenarios: run seeded executions and look for a violated property."""
     out = _out()
@@ -519,72 +561,103 @@ def check(
                           preemptions=_preemptions(preemptions),
                           max_executions=max_executions, shrink=shrink,
                           race_detect=race_detect, cache_states=cache_states, split=split)
+        if shrink_budget is not None:
+            cfg = dataclasses.replace(cfg, shrink_executions=shrink_budget)
+        if shrink_seconds is not None:
+            cfg = dataclasses.replace(cfg, shrink_seconds=shrink_seconds)
         if resume is not None:
-            cfg, names, everything, jobs = _from_checkpoint(resume, cfg, jobs)
-        elif state is not None:
-            if cfg.strategy != "dpor":
-                raise BadInput("--state checkpoints a DPOR exploration: add --strategy dpor")
-            cfg = dataclasses.replace(cfg, state=str(state))
-        chosen = _select(names or [], everything)
+            if state is not None and state.absolute() != resume.absolute():
+                raise BadInput("--resume goes on checkpointing to its own file: drop --state")
+            cfg, chosen, jobs = _from_checkpoint(resume, cfg, jobs)
+            if names or everything:
+                raise BadInput("--resume checks the scenario its checkpoint names: drop the "
+                               "scenario arguments and --all")
+        else:
+            if state is not None:
+                if cfg.strategy != "dpor":
+                    raise BadInput("--state checkpoints a DPOR exploration: add --strategy "
+                                   "dpor")
+                cfg = dataclasses.replace(cfg, state=str(state))
+            chosen = _select(names or [], everything)
         if cfg.state is not None and len(chosen) != 1:
             raise BadInput("--state and --resume take exactly one scenario")
         if cfg.state is not None and ray is not None:
             raise BadInput("--state and --resume run in this process: drop --ray")
-        _writable(trace_out)
+        _outputs(force, None if cfg.state is None else Path(cfg.state),
+                 ("--trace-out", trace_out, files.COUNTEREXAMPLE), ("--dot", dot, files.DOT))
         if not json_out:
-            pct = f" depth={cfg.depth}" if cfg.strategy == "pct" else ""
-            if cfg.strategy == "dpor":
-                pct = (f" dpor={cfg.dpor} preemptions={preemptions or 'scenario'}"
-                       f" max_executions={cfg.max_executions or 'none'}"
-                       f"{' cache-states (source DPOR)' if cfg.cache_states else ''}"
-                       f"{'' if cfg.split is None else f' split={cfg.split}'}")
-            if cfg.strategy == portfolio.NAME:
-                pct = f" {portfolio.describe(cfg)}"
-            _say(out, f"faultline check: policy={cfg.policy} strategy={cfg.strategy}{pct} "
-                      f"runs={cfg.runs} seed={cfg.seed} "
-                      f"invariants={'step' if every_step else 'end'}"
-                      f"{' race-detect' if cfg.race_detect else ''} "
-                      f"scenarios={','.join(s.name for s in chosen)}")
+            _say(out, _check_header(cfg, chosen, preemptions))
         results, wall = _run_checks(chosen, cfg, show_progress=not json_out, jobs=jobs,
                                     ray=ray)
-        _after_check(out, chosen, results, wall, cfg, json_out, trace_out, full)
-        _write_dot(dot, chosen, results, cfg, out, json_out)
+        _after_check(out, chosen, results, wall, cfg, json_out, trace_out, full, force)
+        _write_dot(dot, chosen, results, cfg, out, json_out, force)
         if coverage and not json_out:
             out.print(coverage_table(chosen, results))
     raise typer.Exit(_exit_status(results))
 
 
+def _check_header(cfg: CheckConfig, chosen: Sequence[Scenario], preemptions: str | None
+                  ) -> str:
+    """The run description check prints first."""
+    pct = f" depth={cfg.depth}" if cfg.strategy == "pct" else ""
+    if cfg.strategy == "dpor":
+        pre = preemptions or ("scenario" if cfg.preemptions is None else
+                              ",".join("none" if b is None else str(b) for b in cfg.preemptions))
+        pct = (f" dpor={cfg.dpor} preemptions={pre}"
+               f" max_executions={cfg.max_executions or 'none'}"
+               f"{' cache-states (source DPOR)' if cfg.cache_states else ''}"
+               f"{'' if cfg.split is None else f' split={cfg.split}'}")
+    if cfg.strategy == portfolio.NAME:
+        pct = f" {portfolio.describe(cfg)}"
+    default = CheckConfig(policy=cfg.policy)
+    budget = "" if not cfg.shrink or (cfg.shrink_executions, cfg.shrink_seconds) == (
+        default.shrink_executions, default.shrink_seconds) else \
+        f" shrink-budget={cfg.shrink_executions}/{cfg.shrink_seconds:g}s"
+    return (f"faultline check: policy={cfg.policy} strategy={cfg.strategy}{pct} "
+            f"runs={cfg.runs} seed={cfg.seed} "
+            f"invariants={'step' if cfg.every_step else 'end'}"
+            f"{' race-detect' if cfg.race_detect else ''}"
+            f"{'' if cfg.shrink else ' no-shrink'}{budget} "
+            f"scenarios={','.join(s.name for s in chosen)}")
+
+
 def _from_checkpoint(path: Path, cfg: CheckConfig, jobs: int
-                     ) -> tuple[CheckConfig, list[str], bool, int]:
-    """The configuration, scenario and job count a checkpoint file records: a split
-    exploration (check.search.split) resumes split as it was, on `jobs` workers; a sequential
-    one in this process."""
-    from faultline.check.running import checkpoint
+                     ) -> tuple[CheckConfig, list[Scenario], int]:
+    """The configuration, scenario and job count a checkpoint file records, once the
+    file has been checked whole (checkpoint.read: seal and layout; check_resumable: it
+    fits its scenario): a split exploration (check.search.split) resumes split as it
+    was, on `jobs` workers; a sequential one in this process."""
     try:
         doc = checkpoint.read(path)
     except OSError as e:
         raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
-    except ValueError as e:
-        raise BadInput(str(e)) from None
     pre = doc["preemptions"]
     new = dataclasses.replace(
-        cfg, policy=_policy(doc["policy"]), strategy="dpor", dpor=_dpor(doc["dpor"]),
+        cfg, policy=doc["policy"], strategy="dpor", dpor=doc["dpor"],
         preemptions=None if pre is None else tuple(pre), max_executions=doc["max_executions"],
         every_step=doc["every_step"], npv_locks=doc["npv_locks"], state=str(path), resume=doc,
-        race_detect=doc.get("race_detect", False),
-        cache_states=doc.get("cache_states", cfg.cache_states))
-    depth = doc.get("split", 0)
+        race_detect=doc["race_detect"], cache_states=doc["cache_states"])
+    depth = doc["split"]
     if cfg.split is not None and cfg.split != depth:
         raise BadInput(f"{path} was split at {depth} nodes: resume it with --split {depth} "
                        f"(or without --split)")
     new = dataclasses.replace(new, split=depth)
-    where = doc["scenario_path"] if Path(doc["scenario_path"]).exists() else doc["scenario"]
-    return new, [where], False, jobs if depth else 1
+    # The scenario's file if it is still there, else the catalog scenario of that name.
+    where = doc["scenario_path"]
+    try:
+        s = loader.load_path(where) if where and Path(where).is_file() else \
+            _recorded_scenario(doc["scenario"], path)
+    except ScenarioError as e:
+        raise BadInput(f"{path}: scenario {doc['scenario']!r} cannot be loaded: {e}"
+                       ) from None
+    checkpoint.check_resumable(doc, s, new, str(path))
+    return new, [s], jobs if depth else 1
 
 
 def _write_dot(path: Path | None, chosen: Sequence[Scenario], results: list[ScenarioResult],
-               cfg: CheckConfig, out: Console, quiet: bool) -> None:
-    """--dot: the first counterexample's happens-before graph."""
+               cfg: CheckConfig, out: Console, quiet: bool, force: bool) -> None:
+    """--dot: the first counterexample's happens-before graph, headed by files.DOT_HEADER
+    (so that a later --dot knows the file for ours)."""
     if path is None:
         return
     first = next((i for i, r in enumerate(results) if r.verdict == "violation"), None)
@@ -593,15 +666,15 @@ def _write_dot(path: Path | None, chosen: Sequence[Scenario], results: list[Scen
             _say(out, f"no violation: no graph written to {path}")
         return
     record = _counterexample(results[first], cfg)
-    path.write_text(explore.counterexample_dot(chosen[first], record, cfg.every_step),
-                    encoding="utf-8")
+    graph = explore.counterexample_dot(chosen[first], record, cfg.every_step)
+    files.write_text(path, f"{files.DOT_HEADER}\n{graph}", files.DOT, force)
     if not quiet:
         _say(out, f"happens-before graph written to {path} (render: dot -Tsvg {path})")
 
 
 def _after_check(out: Console, chosen: Sequence[Scenario], results: list[ScenarioResult],
                  wall: float, cfg: CheckConfig, json_out: bool, trace_out: Path | None,
-                 full: bool) -> None:
+                 full: bool, force: bool = False) -> None:
     """Report the results; replay, show and save the first counterexample."""
     if json_out:
         _emit_json(_check_json(cfg, results))
@@ -617,36 +690,39 @@ def _after_check(out: Console, chosen: Sequence[Scenario], results: list[Scenari
         return
     replayed = explore.replay(s, record, every_step=cfg.every_step)
     if trace_out is not None:
-        _write_trace(trace_out, record, replayed)
+        _write_trace(trace_out, record, replayed, force)
     if not json_out:
         render_counterexample(out, record, replayed.events, _replay_hint(record, s, trace_out),
                               full=full,
                               processes=_processes(s), command="counterexample")
+        note = _shrink_note(record, cfg)
+        if note:
+            _say(out, note, "yellow")
+
+
+def _shrink_note(record: RunRecord, cfg: CheckConfig) -> str:
+    """Say so when shrinking stopped at its budget rather than at a minimum."""
+    stopped = record.options.get("shrink_stopped")
+    if stopped == "seconds":
+        return (f"note: shrinking stopped at its time limit ({cfg.shrink_seconds:g} s) after "
+                f"{record.options.get('shrink_runs')} executions, before it was done: on a "
+                f"faster or slower machine the shrunk counterexample may differ "
+                f"(--shrink-seconds raises the limit)")
+    if stopped == "executions":
+        return (f"note: shrinking used its whole budget of {cfg.shrink_executions} executions "
+                f"before it was done: the counterexample may shrink further with a larger "
+                f"--shrink-budget")
+    return ""
 
 
 # ---------------------------------------------------------------- command: replay
 
 def _load_record(path: Path) -> RunRecord:
-    """A counterexample file -> RunRecord (extra keys such as `events` are ignored)."""
-    what = f"{path}: not a faultline counterexample file"
+    """A counterexample file -> RunRecord, every field checked (cli.counterexample)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        return counterexample.load(path)
     except OSError as e:
         raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
-    except ValueError as e:   # UnicodeDecodeError or JSONDecodeError
-        raise BadInput(f"{what} (expected JSON: {e})") from None
-    if not isinstance(doc, dict):
-        raise BadInput(f"{what} (expected a JSON object)")
-    for key in ("scenario", "policy", "schedule"):
-        if not isinstance(doc.get(key), str):
-            raise BadInput(f"{what} ({key}: expected a string)")
-    if not isinstance(doc.get("options", {}), dict):
-        raise BadInput(f"{what} (options: expected an object)")
-    kw = {k: v for k, v in doc.items() if k in _RECORD_FIELDS}
-    kw.setdefault("strategy", "replay")
-    kw.setdefault("seed", None)
-    kw.setdefault("verdict", "")
-    return RunRecord(**kw)
 
 
 def _replay_record(file: Path | None, schedule: str | None, scenario: str | None,
@@ -669,13 +745,31 @@ def _replay_record(file: Path | None, schedule: str | None, scenario: str | None
     return record
 
 
-def _replay_scenario(record: RunRecord, override: str | None) -> Scenario:
-    """--scenario if given, else the recorded file if it still exists, else the name."""
+def _recorded_scenario(name: str, file: Path | None) -> Scenario:
+    """The scenario a file names: a catalog name or a regular file (never a device or a
+    pipe, which loading would read forever)."""
+    if name not in loader.catalog_names() and not Path(name).is_file():
+        raise BadInput(f"{file or 'the record'}: scenario: {name!r} is neither a catalog "
+                       f"scenario nor a scenario file")
+    return loader.load_scenario(name)
+
+
+def _replay_scenario(record: RunRecord, override: str | None, file: Path | None
+                     ) -> Scenario:
+    """--scenario if given (as the user says, whatever the record names), else the
+    recorded file if it still exists, else the recorded name; either way a scenario of
+    the name the record gives."""
     if override is not None:
         return loader.load_scenario(override)
     if record.scenario_path and Path(record.scenario_path).is_file():
-        return loader.load_path(record.scenario_path)
-    return loader.load_scenario(record.scenario)
+        s = loader.load_path(record.scenario_path)
+    else:
+        s = _recorded_scenario(record.scenario, file)
+    if s.name != record.scenario:
+        raise BadInput(f"{file or 'the record'}: scenario: the counterexample is of "
+                       f"scenario {record.scenario!r}, but {s.source} is scenario {s.name!r} "
+                       f"(--scenario replays it on another scenario all the same)")
+    return s
 
 
 def _replay_notes(out: Console, record: RunRecord, result: RunResult, verdict: str) -> None:
@@ -707,7 +801,8 @@ def replay(
     out = _out()
     with _reported():
         record = _replay_record(file, schedule, scenario, policy)
-        s = _replay_scenario(record, scenario)
+        s = _replay_scenario(record, scenario, file)
+        _schedule(record.schedule, s)          # no longer than the scenario's step bound
         es = every_step if every_step is not None else \
             bool(record.options.get("every_step", True))
         record = dataclasses.replace(record, scenario=s.name, scenario_path=s.source,
@@ -715,17 +810,17 @@ def replay(
         if not json_out:
             render_run_description(record, out)
         result = explore.replay(s, record, every_step=es)
-    replayed = RunRecord.from_outcome(
-        result.outcome, scenario=s.name, policy=record.policy, strategy="replay",
-        seed=record.seed, version=__version__, scenario_path=s.source,
-        options=record.options)
-    if json_out:
-        _emit_json({**dataclasses.asdict(replayed),
-                    "events": [e.to_json() for e in result.events]})
-    else:
-        render_outcome(out, result.events, replayed.violation, full=full,
-                       processes=_processes(s))
-        _replay_notes(out, record, result, replayed.verdict)
+        replayed = RunRecord.from_outcome(
+            result.outcome, scenario=s.name, policy=record.policy, strategy="replay",
+            seed=record.seed, version=__version__, scenario_path=s.source,
+            options=record.options)
+        if json_out:
+            _emit_json({**dataclasses.asdict(replayed),
+                        "events": [e.to_json() for e in result.events]})
+        else:
+            render_outcome(out, result.events, replayed.violation, full=full,
+                           processes=_processes(s))
+            _replay_notes(out, record, result, replayed.verdict)
     raise typer.Exit(EXIT_VIOLATION if replayed.violation else EXIT_OK)
 
 

@@ -4,6 +4,8 @@ What lives here: `Event`, `TraceRecorder` (an observer that records steps with t
 source site of each op), `describe_op` (an op in kernel words) and schedule strings.
 Rule kept: recording never changes what runs; exploration runs without a recorder and a
 counterexample is re-run with one (the loom way), so sites are only computed when needed.
+A schedule string is never expanded past its limit (MAX_SCHEDULE_STEPS, or the caller's):
+'0*99999999999' is refused as it is read, not when memory runs out.
 Must not be added: rendering for humans (that is `report`).
 """
 
@@ -115,15 +117,29 @@ def schedule_to_str(schedule: list[int]) -> str:
     return ",".join(out)
 
 
-def schedule_from_str(text: str) -> list[int]:
-    """Inverse of schedule_to_str; raises ValueError on malformed text."""
+# Far beyond any scenario's step bound (the catalog's largest is 20,000), far below what
+# would exhaust memory: a list of 10 million thread ids is about 80 MB.
+MAX_SCHEDULE_STEPS = 10_000_000
+
+
+class ScheduleTooLong(ValueError):
+    """A schedule string that expands to more steps than allowed."""
+
+
+def schedule_from_str(text: str, limit: int = MAX_SCHEDULE_STEPS) -> list[int]:
+    """Inverse of schedule_to_str; raises ValueError on malformed text, and
+    ScheduleTooLong (before expanding it) if it has more than `limit` steps."""
     out: list[int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         tid, _, count = part.partition("*")
         n = int(count) if count else 1
-        if n < 1 or int(tid) < 0:
+        t = int(tid)
+        if n < 1 or t < 0:
             raise ValueError(f"bad schedule element {part!r}")
-        out.extend([int(tid)] * n)
+        # Count before extending: '0*99999999999' must fail here, not in a MemoryError.
+        if len(out) + n > limit:
+            raise ScheduleTooLong(f"the schedule has more than {limit:,} steps")
+        out.extend([t] * n)
     return out
 
 

@@ -6,12 +6,13 @@ What lives here: `check_many`, which checks a list of scenarios on this process,
 (`units.run_chunk`); a chunk stops at its first violation, and `units.merge_runs`
 counts runs in order up to the first violating run number.  DPOR explores one scenario
 per unit (`explore.check_scenario`), or, when there are more workers than scenarios or
---split says so, deals each scenario's tree out as subtrees (`check.search.split`).  The
-portfolio runs its members in slices (`check.search.portfolio`).  Rule kept: results
-(executions, steps, coverage, counterexample) never depend on the runner, the number of
-jobs or which worker finished first: they are exactly what `--jobs 1` reports with the
-same split depth.  Must not be added: shared mutable state, or a
-merge that reads anything but unit return values.
+--split says so, deals each scenario's tree out as subtrees (`check.search.split`); a
+checkpointed (--state) exploration that is not split runs in this process whatever
+`jobs` says.  The portfolio runs its members in slices (`check.search.portfolio`).
+Rule kept: results (executions, steps, coverage, counterexample) never depend on the
+runner, the number of jobs or which worker finished first: they are exactly what
+`--jobs 1` reports with the same split depth.  Must not be added: shared mutable
+state, or a merge that reads anything but unit return values.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ def check_many(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int,
     if cfg.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {cfg.strategy!r}; this version knows: "
                          f"{', '.join(STRATEGIES)}")
-    if jobs <= 1 and not use_ray and cfg.strategy != portfolio.NAME and not (
-            cfg.strategy == "dpor" and split_depth(cfg, len(scenarios), 1)):
+    # A checkpointed exploration that is not split is one unit: it runs here, where its
+    # checkpointer can handle Ctrl-C (check.running.interrupt), whatever `jobs` says.
+    width = 1 if cfg.state is not None else jobs
+    if width <= 1 and not use_ray and cfg.strategy != portfolio.NAME and not (
+            cfg.strategy == "dpor" and split_depth(cfg, len(scenarios), jobs)):
         # Through the module, so a test's monkeypatched check_scenario is the one called.
         return [explore.check_scenario(s, cfg, progress, status) for s in scenarios]
     with open_runner(jobs, use_ray, ray_address) as runner:

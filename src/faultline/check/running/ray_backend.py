@@ -56,9 +56,9 @@ class RayRunner:
         """Start `fn(*args)` as a task; its ObjectRef."""
         return self._task.options(name=f"faultline.{fn.__name__}").remote(fn, *args)
 
-    def wait(self, handles: Sequence[Any]) -> list[Any]:
-        """Refs that are ready, once at least one is."""
-        ready, _ = self.ray.wait(list(handles), num_returns=1)
+    def wait(self, handles: Sequence[Any], timeout: float | None = None) -> list[Any]:
+        """Refs that are ready, once at least one is (or `timeout` passed)."""
+        ready, _ = self.ray.wait(list(handles), num_returns=1, timeout=timeout)
         return list(ready)
 
     def result(self, handle: Any) -> Any:

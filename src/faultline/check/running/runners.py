@@ -2,13 +2,15 @@
 
 What lives here: the `Runner` protocol (submit a unit, wait for some, read a result,
 cancel), `InlineRunner` (this process, one unit at a time, in submission order),
-`PoolRunner` (local worker processes), `open_runner` (picks one, or Ray through
-`check.running.ray_backend`), and `Ordered`, which runs units at fixed positions 0..n-1 and
-lets the caller stop after a position: positions after it are cancelled or ignored,
-positions before it always finish.  Rule kept: a merge reads only `Ordered.needed()`,
-the values of positions before the stop, so what it computes never depends on the
-runner, the number of workers or the order units finished in.  Must not be added:
-knowledge of strategies or results (callers own both).
+`PoolRunner` (local worker processes, which ignore Ctrl-C and are terminated when the
+check stops early), `open_runner` (picks one, or Ray through `check.running.ray_backend`),
+and `Ordered`, which runs units at fixed positions 0..n-1 and lets the caller stop after
+a position: positions after it are cancelled or ignored, positions before it always
+finish; while it waits, an `idle` callback may run every so often (a checkpoint).
+Rule kept: a merge reads only `Ordered.needed()`, the values of positions before the
+stop, so what it computes never depends on the runner, the number of workers or the
+order units finished in.  Must not be added: knowledge of strategies or results
+(callers own both).
 
     offer(pos, fn, args) --> submit lowest offered positions (window) --> wait
         --> finished() yields (pos, value) --> caller may offer more or stop_after(pos)
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
 
@@ -36,8 +39,9 @@ class Runner(Protocol):
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Start `fn(*args)`; a handle."""
 
-    def wait(self, handles: Sequence[Any]) -> list[Any]:
-        """Some of `handles` (at least one) whose unit has finished."""
+    def wait(self, handles: Sequence[Any], timeout: float | None = None) -> list[Any]:
+        """Some of `handles` (at least one) whose unit has finished; with `timeout`,
+        possibly none once that many seconds have passed."""
 
     def result(self, handle: Any) -> Any:
         """The finished unit's value (or its exception, raised)."""
@@ -68,8 +72,9 @@ class InlineRunner:
         """Defer `fn(*args)`."""
         return _Deferred(fn, args)
 
-    def wait(self, handles: Sequence[_Deferred]) -> list[_Deferred]:
-        """Run the first handle (unless it already ran)."""
+    def wait(self, handles: Sequence[_Deferred], timeout: float | None = None
+             ) -> list[_Deferred]:
+        """Run the first handle (unless it already ran); it cannot time out."""
         h = handles[0]
         if not h.ran:
             h.run()
@@ -94,9 +99,10 @@ class PoolRunner:
         """Queue `fn(*args)` on the pool."""
         return self.pool.submit(fn, *args)
 
-    def wait(self, handles: Sequence[Future[Any]]) -> list[Future[Any]]:
-        """The futures that are done, once at least one is."""
-        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+    def wait(self, handles: Sequence[Future[Any]], timeout: float | None = None
+             ) -> list[Future[Any]]:
+        """The futures that are done, once at least one is (or `timeout` passed)."""
+        done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
         return [h for h in handles if h in done]
 
     def result(self, handle: Future[Any]) -> Any:
@@ -126,8 +132,21 @@ def open_runner(jobs: int, use_ray: bool = False, ray_address: str | None = None
                                initializer=_exit_with_parent, initargs=(os.getpid(),))
     try:
         yield PoolRunner(pool, jobs)
+    except BaseException:
+        # Ctrl-C, or an error: the units still running are not needed, and waiting
+        # for them could take as long as the whole check.
+        _stop_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes (concurrent.futures has no public way)."""
+    procs = getattr(pool, "_processes", None) or {}
+    for proc in list(procs.values()):
+        with suppress(Exception):
+            proc.terminate()
 
 
 class Ordered:
@@ -168,8 +187,12 @@ class Ordered:
         """The values of positions before the stop, in position order."""
         return [self.values[p] for p in range(self.limit)]
 
-    def finished(self) -> Iterator[tuple[int, Any]]:
-        """(position, value) of each unit as it finishes (and of each settled one)."""
+    def finished(self, idle: Callable[[], None] | None = None, every: float = 0.5
+                 ) -> Iterator[tuple[int, Any]]:
+        """(position, value) of each unit as it finishes (and of each settled one).
+        With `idle`, it is called whenever `every` seconds pass with no unit finishing
+        (a checkpointer's chance to save while workers are busy; an InlineRunner runs
+        its units to the end, so there it is never called)."""
         while True:
             while self.settled:
                 p = self.settled.pop(0)
@@ -179,7 +202,11 @@ class Ordered:
             self._fill()
             if not self.inflight:
                 raise RuntimeError("bug in faultline: a needed work unit was never offered")
-            for h in self.runner.wait(list(self.inflight)):
+            ready = self.runner.wait(list(self.inflight),
+                                     None if idle is None else every)
+            if not ready and idle is not None:
+                idle()
+            for h in ready:
                 if h not in self.inflight:     # stopped after an earlier value: not needed
                     continue
                 p = self.inflight.pop(h)
@@ -199,7 +226,10 @@ def _exit_with_parent(parent: int) -> None:
     """A pool worker's initializer: exit when the checking process is gone.  A run
     killed with SIGKILL (to be resumed from --state) cannot shut its pool down, and
     its idle workers would otherwise wait on the task queue forever, holding its
-    stdout open."""
+    stdout open.  Workers ignore Ctrl-C: the checking process handles it (it stops
+    them, after checkpointing with --state), and a worker's KeyboardInterrupt would
+    only print tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)

@@ -23,10 +23,12 @@ timing.  They do depend on `depth`: `--split 0` is the sequential exploration.
 Two roots whose default extensions meet run the same subtree; the later one in
 position order is dropped when merged (and not offered when that is already known).
 With --state, the merged state is checkpointed (`_SplitCheckpoint`): the roots
-offered, the frozen paths merged and the totals, at most every checkpoint_seconds as
-units merge and when a bound ends.  Units are deterministic, so --resume re-offers
-every root not yet merged and reaches the totals of an uninterrupted run; what a worker
-had done on an unmerged unit is run again.
+offered, the frozen paths merged and the totals, as the exploration starts, then every
+checkpoint_seconds (as units merge, or while waiting for them), when a bound ends, when
+it stops for any reason (with its outcome, which --resume then reports again) and on
+Ctrl-C.  Units are deterministic, so --resume re-offers every root not yet merged and
+reaches the totals of an uninterrupted run; what a worker had done on an unmerged unit
+is run again.
 Must not be added: shared state between units, or merging in finishing order.
 """
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,13 +47,16 @@ from faultline.check.explore import (
     dpor_bounds,
     dpor_execution,
     minimise,
+    violation_of,
 )
 from faultline.check.judging.coverage import Coverage, tally
+from faultline.check.running import interrupt
 from faultline.check.running.runners import Ordered, Runner
 from faultline.check.running.units import picklable
 from faultline.check.search import dpor
 from faultline.rt.context import logging_accesses
 from faultline.rt.execution import Execution, Hooks, Outcome
+from faultline.rt.trace import schedule_to_str
 from faultline.scenario.spec import Scenario
 
 # Frozen scheduling points when --split is not given and there are more workers than
@@ -58,6 +64,9 @@ from faultline.scenario.spec import Scenario
 # per worker), shallow enough that the runs frozen nodes cannot prune stay few.
 AUTO_DEPTH = 6
 _OPEN = 1 << 62                  # Ordered's limit while the number of units is unknown
+# How often a checkpointed run stops waiting for units to see whether a checkpoint is
+# due or Ctrl-C was pressed (wall clock: it decides when to save, never what).
+_IDLE_SECONDS = 0.5
 
 
 @dataclass(slots=True)
@@ -106,21 +115,21 @@ def check_split(scenario: Scenario, cfg: CheckConfig, runner: Runner, depth: int
     on `runner`, for each preemption bound in turn; stop at the first violation."""
     t0 = time.perf_counter()
     bounds, reason = dpor_bounds(scenario, cfg)
-    ck = _SplitCheckpoint(scenario, cfg, depth)
+    ck = _SplitCheckpoint(scenario, cfg, depth, bounds)
     total = ck.total                   # the bounds done (a resumed run's included)
-    bound: int | None = None
-    for k in range(ck.start, len(bounds)):
-        bound = bounds[k]
-        ck.bound_index = k
-        part, n = _explore_split(scenario, cfg, runner, bound, depth, progress, ck)
-        ck.units += n
-        _add(total, part)
-        total.exhaustive = part.exhaustive
-        if part.violation is not None or not part.exhaustive:
-            break
-        ck.bound_done(k + 1)
-    if ck.start >= len(bounds):        # resumed after its last bound was done
-        bound = bounds[-1]
+    bound: int | None = ck.bound       # a finished run's, resumed
+    with ck.interruptible():
+        for k in range(ck.start, len(bounds)):
+            bound = bounds[k]
+            ck.bound_index = k
+            part, n = _explore_split(scenario, cfg, runner, bound, depth, progress, ck)
+            ck.units += n
+            _add(total, part)
+            total.exhaustive = part.exhaustive
+            if part.violation is not None or not part.exhaustive:
+                break
+            ck.bound_done(k + 1)
+        ck.finish(bound)
     ce = None
     if total.violation is not None:
         ce = minimise(scenario, cfg, total.violation, strategy="dpor", seed=None,
@@ -153,7 +162,13 @@ def _explore_split(scenario: Scenario, cfg: CheckConfig, runner: Runner,
     for pos in range(merged, len(roots)):
         work.offer(pos, explore_subtree, scenario, cfg, bound, roots[pos], depth)
     done: dict[int, Subtree] = {}
-    for pos, sub in work.finished():
+
+    def save_if_due() -> None:
+        # Between merges (while waiting for units, too) the merged state is consistent.
+        if ck is not None:
+            ck.maybe_save(roots, explored, total, merged)
+    for pos, sub in work.finished(idle=save_if_due if ck is not None else None,
+                                  every=_IDLE_SECONDS):
         if progress is not None:
             progress(sub.executions)
         done[pos] = sub
@@ -174,8 +189,7 @@ def _explore_split(scenario: Scenario, cfg: CheckConfig, runner: Runner,
             if merged == len(roots):
                 work.stop_after(merged - 1)    # the closure is complete
                 return total, len(explored)
-        if ck is not None:
-            ck.maybe_save(roots, explored, total, merged)
+        save_if_due()
     raise RuntimeError("bug in faultline: split exploration ended with units unmerged")
 
 
@@ -223,18 +237,27 @@ class _SplitCheckpoint:
     """--state / --resume for a split exploration.  The file records the run (as every
     checkpoint does, checkpoint.run_header), the split depth, the totals of the bounds
     finished, and for the bound in progress its roots in position order, the frozen
-    paths merged (with their roots), how many units merged and their totals.  Traces
-    are not kept: a resumed run's trace count covers its own part only."""
+    paths merged (with their roots), how many units merged and their totals; once the
+    exploration stopped, its outcome (`finished`).  Written as the exploration starts,
+    then at most every checkpoint_seconds as units merge or while waiting for them, as a
+    bound ends, when it stops (any reason) and on Ctrl-C (check.running.interrupt).
+    Traces are not kept: a resumed run's trace count covers its own part only."""
 
-    def __init__(self, scenario: Scenario, cfg: CheckConfig, depth: int) -> None:
+    def __init__(self, scenario: Scenario, cfg: CheckConfig, depth: int,
+                 bounds: list[int | None] | None = None) -> None:
         self.scenario, self.cfg, self.depth = scenario, cfg, depth
+        self.bounds = dpor_bounds(scenario, cfg)[0] if bounds is None else bounds
         self.total = Subtree((), ())       # bounds finished
         self.units = 0                     # subtrees merged in them
         self.start = self.bound_index = 0
+        self.bound: int | None = None      # a finished run's last bound
         self.current: dict[str, Any] | None = None
         self.last = time.monotonic()
         if cfg.resume is not None:
             self._load(cfg.resume)
+        if cfg.state:
+            # At once: the file exists (and its path is known to work) from the start.
+            self._save(self.start, self.current)
 
     def _load(self, doc: dict[str, Any]) -> None:
         from faultline.check.running.checkpoint import check_belongs
@@ -243,6 +266,22 @@ class _SplitCheckpoint:
         self.units = doc["totals"]["subtrees"]
         self.start = doc["bound_index"]
         self.current = doc["current"]
+        fin = doc.get("finished")
+        if fin is not None:           # it ran to its end: report that outcome again
+            self.start = len(self.bounds)
+            self.total.exhaustive = fin["exhaustive"]
+            self.bound = fin["preemption_bound"]
+            if fin["violation"] is not None:
+                self.total.violation = violation_of(self.scenario, self.cfg,
+                                                    fin["violation"])
+
+    def interruptible(self) -> AbstractContextManager[None]:
+        """Where Ctrl-C stops at the next merge with a checkpoint (with --state)."""
+        return interrupt.deferred(self._hint()) if self.cfg.state else nullcontext()
+
+    def _hint(self) -> str:
+        return (f"checkpoint saved in {self.cfg.state}; faultline check --resume "
+                f"{self.cfg.state} continues")
 
     def take_current(self) -> tuple[list[tuple[int, ...]], dict[tuple[int, ...], tuple[int, ...]],
                                     Subtree, int]:
@@ -258,23 +297,38 @@ class _SplitCheckpoint:
     def maybe_save(self, roots: list[tuple[int, ...]],
                    explored: dict[tuple[int, ...], tuple[int, ...]], total: Subtree,
                    merged: int) -> None:
-        if self.cfg.state and time.monotonic() - self.last >= self.cfg.checkpoint_seconds:
+        if not self.cfg.state:
+            return
+        stop = interrupt.requested()
+        if stop or time.monotonic() - self.last >= self.cfg.checkpoint_seconds:
             self._save(self.bound_index, {
                 "roots": [list(r) for r in roots],
                 "explored": [[list(p), list(r)] for p, r in explored.items()],
                 "merged": merged, "totals": _totals_out(total, len(explored))})
+        if stop:
+            raise interrupt.Interrupted(self._hint())
 
     def bound_done(self, next_index: int) -> None:
-        if self.cfg.state:
+        if self.cfg.state and next_index < len(self.bounds):    # the last: see finish
             self._save(next_index, None)
 
-    def _save(self, index: int, current: dict[str, Any] | None) -> None:
+    def finish(self, bound: int | None) -> None:
+        """The exploration stopped (every bound done, a violation, the cap) within
+        `bound`: save that, so that --resume reports the same outcome again."""
+        if self.cfg.state:
+            t = self.total
+            v = None if t.violation is None else schedule_to_str(t.violation.schedule)
+            self._save(len(self.bounds), None, {"exhaustive": t.exhaustive,
+                                                "preemption_bound": bound, "violation": v})
+
+    def _save(self, index: int, current: dict[str, Any] | None,
+              finished: dict[str, Any] | None = None) -> None:
         # The bounds done (self.total, self.units) and the one in progress (current).
         from faultline.check.running.checkpoint import run_header, write_atomically
         write_atomically(self.cfg.state, {  # type: ignore[arg-type]
             **run_header(self.scenario, self.cfg), "split": self.depth,
             "bound_index": index, "totals": _totals_out(self.total, self.units),
-            "current": current})
+            "current": current, "finished": finished})
         self.last = time.monotonic()
 
 
@@ -285,5 +339,4 @@ def _totals_out(t: Subtree, units: int) -> dict[str, Any]:
 
 def _totals_in(d: dict[str, Any]) -> Subtree:
     return Subtree((), (), executions=d["executions"], sleep_blocked=d["sleep_blocked"],
-                   steps=d["steps"], cache_hits=d.get("cache_hits", 0),
-                   coverage=dict(d.get("coverage", {})))
+                   steps=d["steps"], cache_hits=d["cache_hits"], coverage=dict(d["coverage"]))
