@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from faultline.check import explore
-from faultline.check.judging import falsealarms
 from faultline.check.judging.falsealarms import FuzzReport, Verdict, fuzz, fuzz_one
 from faultline.check.search.strategies import ReplayStrategy
+from faultline.rt.sync import not_modelled
 from faultline.rt.trace import schedule_from_str
 from faultline.scenario.api import ops, scenario
 from faultline.scenario.generate import features, random_scenario, range_shapes
@@ -168,7 +168,7 @@ def test_a_crash_is_classified_and_saved(tmp_path: Path,
     assert isinstance(v, Verdict) and v.status == "crash" and v.kind == "RuntimeError"
     assert "model bug" in v.detail
     assert report.saved[v.scenario].is_file()
-    assert falsealarms.not_modelled(RuntimeError()) is None
+    assert not_modelled(RuntimeError()) is None
 
 
 def test_generated_files_are_all_used() -> None:

@@ -70,6 +70,7 @@ from faultline.report.trace_view import (
     render_run_description,
 )
 from faultline.rt.execution import FaultlineInternalError, ReplayDivergence
+from faultline.rt.sync import not_modelled
 from faultline.rt.trace import MAX_SCHEDULE_STEPS, RunRecord, ScheduleTooLong, schedule_from_str
 from faultline.scenario import loader
 from faultline.scenario.loader import ScenarioError
@@ -104,17 +105,6 @@ def _die(message: str) -> NoReturn:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
-def _not_modelled(exc: BaseException) -> NotModelled | None:
-    """The NotModelled behind `exc`; the execution wraps model exceptions in
-    FaultlineInternalError, so look down the cause chain."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, NotModelled):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 def _internal(exc: Exception) -> NoReturn:
     traceback.print_exception(exc)
     what = _one_line(str(exc))
@@ -140,7 +130,7 @@ def _reported() -> Iterator[None]:
     except NotModelled as e:
         _die(f"not modelled: {e}")
     except FaultlineInternalError as e:
-        nm = _not_modelled(e)
+        nm = not_modelled(e)
         if nm is not None:
             _die(f"not modelled: {nm}")
         _internal(e)

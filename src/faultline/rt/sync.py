@@ -32,6 +32,17 @@ class NotModelled(Exception):
     not a bug): raised by model code, passed through the execution untouched."""
 
 
+def not_modelled(exc: BaseException) -> NotModelled | None:
+    """The NotModelled behind `exc`: a driver may wrap model exceptions (in
+    FaultlineInternalError), so look down the cause chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, NotModelled):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def kassert(cond: bool, msg: str) -> None:
     """FreeBSD KASSERT: raise Panic(msg) unless `cond`."""
     if not cond:

@@ -30,7 +30,7 @@ from typing import Literal
 from faultline.check import explore
 from faultline.check.explore import CheckConfig
 from faultline.check.search.strategies import run_seed
-from faultline.rt.sync import NotModelled
+from faultline.rt.sync import not_modelled
 from faultline.rt.trace import schedule_to_str
 from faultline.scenario.generate import random_scenario
 from faultline.scenario.spec import Scenario
@@ -146,16 +146,6 @@ def _one_run(s: Scenario, seed: int | str, policy: str, strategy: str, run: int,
                    ce.schedule)
 
 
-def not_modelled(exc: BaseException) -> NotModelled | None:
-    """The NotModelled behind `exc` (the execution may wrap model exceptions)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, NotModelled):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 def _crash_schedule(s: Scenario, cfg: CheckConfig) -> str:
     """The schedule a crashing run took up to the crash (run again, the same way:
     check_scenario's run 0 under seed K), so replay reproduces it."""
@@ -211,4 +201,4 @@ def fuzz(seeds: Iterable[int | str], policies: Sequence[str] = POLICIES, runs: i
 
 
 __all__ = ["POLICIES", "STRATEGIES", "FuzzReport", "Verdict", "check_policy", "fuzz",
-           "fuzz_one", "not_modelled", "save"]
+           "fuzz_one", "save"]
