@@ -117,8 +117,9 @@ def check_pages(vm: Vm) -> str | None:
     return None
 
 
-def check_mappings(vm: Vm) -> str | None:
-    """P3, P5, O3, W and PV over every live vmspace."""
+def check_mappings(vm: Vm, waiting: list[int] | None = None) -> str | None:
+    """P3, P5, O3, W and PV over every live vmspace.  The addresses whose O3 waits for
+    an object lock (_Relinking) are appended to `waiting`."""
     for vmap in vm.maps:
         pm = vmap.pmap
         changing = vmap.lock.owner is not None
@@ -138,6 +139,8 @@ def check_mappings(vm: Vm) -> str | None:
                 return f"{pm.name} maps {m} at {va:#x}, where there is no map entry"
             top = _chain_top_page(e, va)
             if top is RELINKING:
+                if waiting is not None:
+                    waiting.append(va)
                 continue
             if top is not m and (top is None or not top.busy.busied()):
                 top, path = chain_top(e, va)
@@ -158,9 +161,10 @@ def check_mappings(vm: Vm) -> str | None:
     return None
 
 
-def check_structure(vm: Vm) -> str | None:
-    """The first broken structural invariant, in words, or None."""
-    return check_objects(vm) or check_pages(vm) or check_mappings(vm)
+def check_structure(vm: Vm, waiting: list[int] | None = None) -> str | None:
+    """The first broken structural invariant, in words, or None (see check_mappings
+    for `waiting`)."""
+    return check_objects(vm) or check_pages(vm) or check_mappings(vm, waiting)
 
 
 class StructureChecker(Hooks):
@@ -187,6 +191,7 @@ class StructureChecker(Hooks):
         self.checked_from = checked_from
         self.wants_footprints = every_step     # to see which steps wrote nothing
         self._passed = False    # the current state was checked (or kept) and passed
+        self._waiting = False   # ... but O3 waited for an object lock somewhere in it
 
     def stepped(self, ex: Execution, t: Thread, op: Op, result: Any) -> None:
         """Check after the step."""
@@ -205,8 +210,8 @@ class StructureChecker(Hooks):
         # No write in the step's footprint (the op's function, the code after it, a
         # spawned thread's first segment), and an op that changes nothing check_structure
         # reads: not a Busy op (busy words), no lock op on a live map's lock (the check
-        # relaxes W while a map is write-locked), no release of an object lock (O3 waits
-        # for a chain ending at a write-locked object, _Relinking).
+        # relaxes W while a map is write-locked), no release of an object lock while O3
+        # waits for one (a chain ending at a write-locked object, _Relinking).
         for _, kind in ex.last_footprint:
             if kind != "r":
                 return False
@@ -219,7 +224,7 @@ class StructureChecker(Hooks):
             return kind in _INERT_OPS
         if lock is None:
             return True
-        if kind in _RELEASING_OPS and lock.name == OBJECT_LOCK_CLASS:
+        if self._waiting and kind in _RELEASING_OPS and lock.name == OBJECT_LOCK_CLASS:
             return False
         return all(vmap.lock is not lock for vmap in self.vm.maps)
 
@@ -232,7 +237,9 @@ class StructureChecker(Hooks):
                 outcome.violation = v
 
     def _check(self) -> None:
-        problem = check_structure(self.vm)
+        waiting: list[int] = []
+        problem = check_structure(self.vm, waiting)
+        self._waiting = bool(waiting)
         if problem is not None:
             raise Violation("invariant", problem)
 
