@@ -285,6 +285,9 @@ class MemoryOracle(Hooks):
         # A COW slot may read its file's cell, or a copy frozen by a fault that did not
         # store (closed: slot.frozen; still running: an open copy window).
         attached = value in slot.cell.values
+        if attached and not slot.cow and slot.frozen is None:
+            slot.cell.values = {value}          # the common case: a page of our own
+            return
         copied = set(slot.frozen or ())
         if slot.cow:
             for cw in self.copying.get((proc, va & ~(PAGE - 1)), ()):
