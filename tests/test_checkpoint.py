@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
+from cli_support import TINY
+from cli_support import run as _in_process
 from faultline.check.running import checkpoint, checkpoint_schema
 from faultline.check.search import dpor
 from faultline.check.search.validation import PROGRAMS, execution
-from faultline.cli.app import app
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -121,34 +122,6 @@ def test_resuming_from_any_checkpoint_gives_the_same_exploration() -> None:
 
 
 # ---------------------------------------------------------------- finished checkpoints
-
-def _in_process(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args))
-
-
-TINY = """\
-name = "tiny-bound"
-description = "A step bound too small for the setup: a deterministic no-progress violation."
-step_bound = 5
-
-[[file]]
-name = "data"
-pages = [10]
-
-[[process]]
-name = "p1"
-[[process.map]]
-addr = 0x1000
-pages = 1
-file = "data"
-prot = "r"
-
-[[thread]]
-name = "R"
-process = "p1"
-ops = ["read 0x1000", "read 0x1000"]
-"""
-
 
 @pytest.mark.parametrize("extra", [["--jobs", "1"], ["--jobs", "1", "--split", "2"]])
 def test_a_capped_run_leaves_a_checkpoint_that_resumes_to_its_result(

@@ -17,6 +17,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
+from cli_support import TINY_TEMPLATE, run
 from faultline import __version__
 from faultline.check import explore
 from faultline.check.running.files import DOT_HEADER
@@ -30,39 +31,10 @@ from faultline.scenario import loader
 
 RESULT_KEYS = {"scenario", "policy", "strategy", "verdict", "executions", "steps"}
 
-# A step bound far too small for the setup: every run ends in a no-progress violation.
-TINY = """\
-name = "tiny-bound"
-description = "A step bound too small for the setup: a deterministic no-progress violation."
-step_bound = 5
-{expect}
-[[file]]
-name = "data"
-pages = [10]
-
-[[process]]
-name = "p1"
-[[process.map]]
-addr = 0x1000
-pages = 1
-file = "data"
-prot = "r"
-
-[[thread]]
-name = "R"
-process = "p1"
-ops = ["read 0x1000", "read 0x1000"]
-"""
-
-
-def run(*args: str) -> Result:
-    """Invoke the app in-process, stdout and stderr captured apart."""
-    return CliRunner().invoke(app, list(args))
-
-
 def tiny(tmp_path: Path, step_bound: int = 5, expect: str = "") -> Path:
     path = tmp_path / "tiny.toml"
-    text = TINY.format(expect=expect).replace("step_bound = 5", f"step_bound = {step_bound}")
+    text = TINY_TEMPLATE.format(expect=expect).replace("step_bound = 5",
+                                                        f"step_bound = {step_bound}")
     path.write_text(text)
     return path
 
@@ -325,9 +297,7 @@ def test_run_description_and_violation_text() -> None:
 
 
 def test_check_coverage_table_lists_probes() -> None:
-    from typer.testing import CliRunner
 
-    from faultline.cli.app import app
     res = CliRunner().invoke(app, ["check", "cow-rename", "--runs", "20", "--coverage"])
     assert res.exit_code == 0
     assert "event coverage" in res.output and "cow-rename" in res.output
@@ -336,9 +306,7 @@ def test_check_coverage_table_lists_probes() -> None:
 def test_check_dpor_json_reports_exploration() -> None:
     import json as _json
 
-    from typer.testing import CliRunner
 
-    from faultline.cli.app import app
     res = CliRunner().invoke(app, ["check", "zero-fill-parallel", "--strategy", "dpor",
                                    "--preemptions", "0..1", "--json"])
     assert res.exit_code == 0, res.output

@@ -13,42 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
+from cli_support import TINY, run
 from faultline.check import explore
 from faultline.check.running import checkpoint, files
 from faultline.check.running.files import OutputError
-from faultline.cli.app import app
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
-
-TINY = """\
-name = "tiny-bound"
-description = "A step bound too small for the setup: a deterministic no-progress violation."
-step_bound = 5
-
-[[file]]
-name = "data"
-pages = [10]
-
-[[process]]
-name = "p1"
-[[process.map]]
-addr = 0x1000
-pages = 1
-file = "data"
-prot = "r"
-
-[[thread]]
-name = "R"
-process = "p1"
-ops = ["read 0x1000", "read 0x1000"]
-"""
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args))
-
 
 def bad_input(res: Result, *words: str) -> None:
     assert res.exit_code == 2, (res.stdout, res.stderr)

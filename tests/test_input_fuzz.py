@@ -24,10 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
+from cli_support import TINY
 from faultline.check.running import checkpoint
 from faultline.cli.app import app
 from faultline.scenario import loader
-from test_checkpoint import SMALL, TINY, midway_checkpoints
+from test_checkpoint import SMALL, midway_checkpoints
 
 # FAULTLINE_FUZZ_EXAMPLES scales every test (default 300 examples; 200 for scenarios).
 EXAMPLES = int(os.environ.get("FAULTLINE_FUZZ_EXAMPLES", "300"))
