@@ -518,8 +518,11 @@ def test_the_catalog_has_no_data_race(policy: str) -> None:
                              ("dpor", {"preemptions": (0,)})):
             r = check_scenario(s, CheckConfig(policy=policy, strategy=strategy, shrink=False,
                                               race_detect=True, **kw))  # type: ignore[arg-type]
-            if r.verdict != "pass":
-                bad.append((s.name, strategy, r.counterexample and r.counterexample.violation))
+            v = r.counterexample and r.counterexample.violation
+            # A finding the scenario records (docs/findings.md) is not a data race.
+            if r.verdict != "pass" and not (s.expect.get(policy) == "violation"
+                                            and v and v["kind"] != "data-race"):
+                bad.append((s.name, strategy, v))
             assert strategy == "random" or r.exhaustive
     assert not bad, bad
 

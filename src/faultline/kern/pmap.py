@@ -1,14 +1,18 @@
 """pmap: per-address-space page tables, per-page pv lists and hashed pv-list locks.
 
 What lives here: `Pmap` (va -> PTE), the pv list of each page (every (pmap, va) that maps
-it) and amd64 pmap.c's operations the VM layer calls: pmap_enter, pmap_remove,
-pmap_remove_all, pmap_protect, pmap_copy, pmap_copy_page, pmap_zero_page, pmap_unwire,
-plus the CPU's view (`pmap_user_access`).  Rule kept: pmap lock before pv-list lock;
-pv-first paths (pmap_remove_all) only *try* the pmap lock and retry on a generation
-change.  PTE updates are visible at once: there is no TLB (docs/model.md); each is an
-atomic store (pte_store, pte_load_clear, atomic_cmpset) made under the pmap lock and
-read by the MMU without it, so it is marked `touch(pm, ..., atomic=True)`.
-Must not be added: knowledge of objects or maps.
+it) and the operations of sys/amd64/amd64/pmap.c the VM layer calls: pmap_enter,
+pmap_enter_quick, pmap_enter_object, pmap_is_prefaultable, pmap_remove, pmap_remove_all,
+pmap_protect, pmap_copy, pmap_copy_page, pmap_zero_page, pmap_unwire, plus the CPU's view
+(`pmap_user_access`).  Rules kept: pmap lock before pv-list lock; pv-first paths
+(pmap_remove_all) only *try* the pmap lock and retry on a generation change; a new
+mapping's pv entry is listed before its PTE is stored, and a replaced PTE is cleared
+before its pv entry goes, so under the pmap lock (only) a pv entry may lack its PTE.
+PTE updates are visible at once: there is no TLB (docs/model.md); each is an atomic
+store (pte_store, pte_load_clear, atomic_cmpset) made under the pmap lock and read by
+the MMU without it, so it is marked `touch(pm, ..., atomic=True)`.
+Must not be added: knowledge of objects or maps (beyond asserting the object lock that
+pmap_enter_quick's callers hold).
 
 Locking legend: (M) this pmap's lock  (P) the pv-list lock of the mapped page  (C) immutable
 """
@@ -20,14 +24,14 @@ from typing import TYPE_CHECKING
 
 from faultline.kern.vm_page import VmPage, locked_by, vm_page_busied
 from faultline.rt import ops
-from faultline.rt.context import Tracked, touch
+from faultline.rt.context import Tracked, atomic_store, touch
 from faultline.rt.sync import (
     Lock,
     kassert,
+    lock_assert,
     mtx_lock,
     mtx_trylock,
     mtx_unlock,
-    rw_try_wlock,
     rw_unlock,
     rw_wlock,
 )
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
+PMAP_LOCK_CLASS = "pmap"           # WITNESS class of every pmap's lock
 
 
 @dataclass(slots=True)
@@ -68,7 +73,7 @@ class Pmap(Tracked):
 
 def pmap_create(vm: Vm, name: str) -> Pmap:
     """pmap_pinit: an empty pmap."""
-    pm = Pmap(vm=vm, name=name, lock=Lock("pmap", f"pmap.{name}", "mtx", dupok=True))
+    pm = Pmap(vm=vm, name=name, lock=Lock(PMAP_LOCK_CLASS, f"pmap.{name}", "mtx", dupok=True))
     vm.pmaps.append(pm)
     return pm
 
@@ -83,34 +88,80 @@ async def _pv_lock_change(vm: Vm, held: Lock | None, m: VmPage) -> Lock:
     return want
 
 
-def _pv_remove(pm: Pmap, va: int) -> VmPage:
-    # Clear the PTE and the pv entry together (pmap and pv locks held).
+def _pte_clear(pm: Pmap, va: int) -> Pte:
+    """pte_load_clear: take the PTE out (pmap lock held).  The MMU faults from here on,
+    whatever the pv list still says."""
     touch(pm, field="ptes", atomic=True)
-    pte = pm.ptes.pop(va)
-    m = pte.page
+    return pm.ptes.pop(va)
+
+
+def _pte_store(pm: Pmap, va: int, pte: Pte) -> None:
+    """pte_store: publish a PTE (pmap lock held; its pv entry is already listed)."""
+    touch(pm, field="ptes", atomic=True)
+    pm.ptes[va] = pte
+
+
+def _pv_list_remove(pm: Pmap, va: int, m: VmPage) -> None:
+    """pmap_pvh_free: drop (pm, va) from m's pv list (pmap and m's pv lock held).  The
+    last mapping gone, m is no longer writeable (vm_page_aflag_clear PGA_WRITEABLE)."""
     touch(m, field="pv_list")
     m.pv_list.remove((pm, va))
     m.pv_gen += 1
     if not m.pv_list:
-        m.writeable = False
+        atomic_store(m, "writeable", False)           # vm_page_aflag_clear
+
+
+def _pv_list_insert(pm: Pmap, va: int, m: VmPage) -> None:
+    """TAILQ_INSERT_TAIL on m's pv list (pmap and m's pv lock held)."""
+    touch(m, field="pv_list")
+    m.pv_list.append((pm, va))
+    m.pv_gen += 1
+
+
+def _pv_remove(pm: Pmap, va: int) -> VmPage:
+    # pmap_remove_pte: clear the PTE and its pv entry in one step (pmap and pv locks
+    # held), for the paths that need no window between the two.
+    m = _pte_clear(pm, va).page
+    _pv_list_remove(pm, va, m)
     return m
 
 
-def _pv_insert(pm: Pmap, va: int, m: VmPage, writable: bool, wired: bool) -> None:
-    touch(pm, field="ptes", atomic=True)
-    touch(m, field="pv_list")
-    pm.ptes[va] = Pte(m, writable, wired)
-    m.pv_list.append((pm, va))
-    m.pv_gen += 1
-    if writable:
-        m.writeable = True
+async def get_pv_entry(pm: Pmap) -> bool:
+    """get_pv_entry(pmap, NULL): a pv entry without reclaiming other pmaps' entries.
+    The model keeps no spare pv chunks, so every entry needs a fresh page: it fails iff
+    the scenario limits memory and no page is free now (nothing is taken from the
+    count: the chunk page is not modelled).  Unlimited runs read nothing."""
+    dom = pm.vm.domain
+    if not dom.limited:
+        return True
+    return await ops.racy_load(dom, "free_count") > 0
+
+
+async def pmap_try_insert_pv_entry(pm: Pmap, va: int, m: VmPage,
+                                   held: Lock | None) -> tuple[bool, Lock | None]:
+    """pmap_try_insert_pv_entry: list (pm, va) on m's pv list unless no pv entry can be
+    had without reclaim (get_pv_entry).  m's pv lock is taken blocking
+    (CHANGE_PV_LIST_LOCK_TO_VM_PAGE) and kept for the caller; returns whether the entry
+    was inserted and the pv lock now held."""
+    lock_assert(pm.lock, "held")
+    if not await get_pv_entry(pm):
+        return False, held
+    held = await _pv_lock_change(pm.vm, held, m)
+    _pv_list_insert(pm, va, m)
+    return True, held
 
 
 async def pmap_enter(pm: Pmap, va: int, m: VmPage, writable: bool, wired: bool,
                      object_busied: bool = False) -> None:
-    """pmap_enter: map `m` at `va`, replacing any other page there (break before make).
-    The page must be busied, or its object busied (soft_fast).  A writable mapping
-    needs the page exclusively busied or the object busied (P4)."""
+    """pmap_enter: map `m` at `va`, replacing any other page there.  The page must be
+    busied, or its object busied (soft_fast).  A writable mapping needs the page
+    exclusively busied or the object busied (P4).
+
+    The same page already mapped: protection and wiring change in place, under the
+    pmap lock alone.  A different page (break before make, as amd64): the old PTE is
+    cleared first, so no thread of this pmap can reach the old page while its pv
+    entry goes; then the new page's pv entry is listed before its PTE is stored, so
+    pmap_remove_all, which starts from the pv list, finds every mapping it must go."""
     # soft_fast (object_busied) maps a page it found valid with a racy read in this very
     # step; the page may be xbusied by the thread that validated it, so a plain read of
     # valid here would race with that thread's write (P3 is still a structural check).
@@ -120,23 +171,93 @@ async def pmap_enter(pm: Pmap, va: int, m: VmPage, writable: bool, wired: bool,
             f"pmap_enter: writable mapping of {m} that is not xbusied (P4)")
     vm = pm.vm
     await mtx_lock(pm.lock)
-    pv: Lock | None = None
     old = pm.ptes.get(va)
-    if old is not None and old.page is not m:
-        pv = await _pv_lock_change(vm, pv, old.page)
-        _pv_remove(pm, va)
+    if old is not None and old.page is m:
+        _pmap_enter_update(pm, old, writable, wired)
+        await mtx_unlock(pm.lock)
+        return
+    pv: Lock | None = None
+    if old is not None:
+        _pte_clear(pm, va)
+        pv = await _pv_lock_change(vm, pv, old.page)   # CHANGE_PV_LIST_LOCK_TO_PHYS
+        _pv_list_remove(pm, va, old.page)
         await ops.note("pmap-replace", {"va": va, "old": repr(old.page), "new": repr(m)})
     pv = await _pv_lock_change(vm, pv, m)
-    cur = pm.ptes.get(va)
-    if cur is not None:                 # same page: update protection and wiring in place
-        touch(pm, field="ptes", atomic=True)
-        cur.writable, cur.wired = writable, wired or cur.wired
-        if writable:
-            m.writeable = True
-    else:
-        _pv_insert(pm, va, m, writable, wired)
+    _pv_list_insert(pm, va, m)
+    if writable:
+        atomic_store(m, "writeable", True)            # vm_page_aflag_set PGA_WRITEABLE
+    _pte_store(pm, va, Pte(m, writable, wired))
     await rw_unlock(pv)
     await mtx_unlock(pm.lock)
+
+
+def _pmap_enter_update(pm: Pmap, pte: Pte, writable: bool, wired: bool) -> None:
+    # pmap_enter's "validate" path for the page already mapped: no pv entry changes, so
+    # no pv lock (PGA_WRITEABLE is set atomically, as everywhere).  PG_W follows
+    # PMAP_ENTER_WIRED; pte_load_store.
+    if writable:
+        atomic_store(pte.page, "writeable", True)     # vm_page_aflag_set PGA_WRITEABLE
+    touch(pm, field="ptes", atomic=True)
+    pte.writable, pte.wired = writable, wired
+
+
+async def _pmap_enter_quick_locked(pm: Pmap, va: int, m: VmPage,
+                                   held: Lock | None) -> tuple[bool, Lock | None]:
+    """pmap_enter_quick_locked: map `m` read-only and unwired at `va` unless something
+    is mapped there or no pv entry can be had; either way nothing is replaced and
+    nothing waits for memory.  Returns whether it mapped and the pv lock now held."""
+    lock_assert(pm.lock, "held")
+    if va in pm.ptes:
+        return False, held
+    ok, held = await pmap_try_insert_pv_entry(pm, va, m, held)
+    if ok:
+        _pte_store(pm, va, Pte(m, False, False))
+    return ok, held
+
+
+def _assert_object_locked(m: VmPage) -> None:
+    # The callers (vm_fault_prefault, vm_map_pmap_enter) hold the page's object lock:
+    # it is what keeps the page valid and in its object while it is mapped unbusied.
+    if m.object is not None:
+        lock_assert(m.object.lock, "held")
+
+
+async def pmap_enter_quick(pm: Pmap, va: int, m: VmPage) -> None:
+    """pmap_enter_quick: a best-effort read-only mapping for prefault.  Takes no busy
+    and checks no validity (the callers checked it under the object lock, which they
+    still hold); an existing PTE wins, and a pv-entry shortage just leaves va unmapped
+    for a later fault."""
+    _assert_object_locked(m)
+    await mtx_lock(pm.lock)
+    mapped, pv = await _pmap_enter_quick_locked(pm, va, m, None)
+    if pv is not None:
+        await rw_unlock(pv)
+    await mtx_unlock(pm.lock)
+    if mapped:
+        await ops.note("pmap-enter-quick", {"pmap": pm.name, "va": va, "page": repr(m)})
+
+
+async def pmap_enter_object(pm: Pmap, pages: list[tuple[int, VmPage]]) -> None:
+    """pmap_enter_object (vm_map_pmap_enter, MAP_PREFAULT at exec): pmap_enter_quick
+    for each (va, page) in address order under one hold of the pmap lock; one pv lock
+    is kept across pages and switched when a page hashes to another."""
+    await mtx_lock(pm.lock)
+    pv: Lock | None = None
+    for va, m in sorted(pages, key=lambda page: page[0]):
+        _assert_object_locked(m)
+        _, pv = await _pmap_enter_quick_locked(pm, va, m, pv)
+    if pv is not None:
+        await rw_unlock(pv)
+    await mtx_unlock(pm.lock)
+
+
+async def pmap_is_prefaultable(pm: Pmap, va: int) -> bool:
+    """pmap_is_prefaultable: nothing is mapped at va (amd64 asks that the page-table
+    page exist too; the model has none).  amd64 reads the PTE under the pmap lock."""
+    await mtx_lock(pm.lock)
+    free = va not in pm.ptes
+    await mtx_unlock(pm.lock)
+    return free
 
 
 async def pmap_remove(pm: Pmap, sva: int, eva: int) -> None:
@@ -170,16 +291,17 @@ async def pmap_remove_all(vm: Vm, m: VmPage) -> None:
                 continue
         _pv_remove(pm, va)
         await mtx_unlock(pm.lock)
-    m.writeable = False
+    atomic_store(m, "writeable", False)               # vm_page_aflag_clear
     await rw_unlock(lock)
     await ops.note("pmap-remove-all", repr(m))
 
 
 async def pmap_protect(pm: Pmap, sva: int, eva: int, prot: int) -> None:
-    """pmap_protect: reduce the protection of [sva, eva) to `prot` (VM_PROT_* bits):
-    without read access the mappings go (pmap_remove); without write they become
-    read-only; more permissive protections are left to later faults."""
-    if not prot & 1:                      # VM_PROT_READ
+    """pmap_protect: reduce the protection of [sva, eva) to `prot` (VM_PROT_* bits).
+    As amd64: VM_PROT_NONE removes the mappings (pmap_remove); a protection with write
+    leaves them alone (amd64 would only set PG_NX, and the model has no execute bit);
+    anything else, read or execute alone, makes them read-only."""
+    if prot == 0:                         # VM_PROT_NONE
         await pmap_remove(pm, sva, eva)
         return
     if prot & 2:                          # VM_PROT_WRITE: nothing to reduce
@@ -192,24 +314,34 @@ async def pmap_protect(pm: Pmap, sva: int, eva: int, prot: int) -> None:
 
 
 async def pmap_copy(dst: Pmap, src: Pmap, sva: int, eva: int) -> None:
-    """pmap_copy (fork): copy src's managed PTEs of [sva, eva) into the empty dst,
-    clearing wiring; a read-write PTE stays read-write.  Advisory: a pv lock that
-    cannot be taken at once skips that page (the child just faults later)."""
+    """pmap_copy (fork): copy src's managed PTEs of [sva, eva) into dst, clearing
+    wiring; a read-write PTE stays read-write (the COW entry's later pmap_protect or
+    fault handles it).  Advisory, as amd64: each page's pv lock is taken blocking and
+    kept while the next page hashes to it, but the first destination slot already in
+    use, or the first pv entry that cannot be had without reclaim, abandons the rest of
+    the range (goto out): the child faults those pages in later."""
     first, second = (dst, src) if dst.name < src.name else (src, dst)
     await mtx_lock(first.lock)
     await mtx_lock(second.lock)
+    pv: Lock | None = None
+    abandoned: int | None = None
     for va in sorted(v for v in src.ptes if sva <= v < eva):
-        if va in dst.ptes:
-            continue
         pte = src.ptes[va]
-        lock = dst.vm.pv_list_lock(pte.page)
-        if not await rw_try_wlock(lock):
-            continue
-        _pv_insert(dst, va, pte.page, pte.writable, False)
-        await rw_unlock(lock)
+        ok = va not in dst.ptes
+        if ok:
+            ok, pv = await pmap_try_insert_pv_entry(dst, va, pte.page, pv)
+        if not ok:
+            abandoned = va
+            break
+        _pte_store(dst, va, Pte(pte.page, pte.writable, False))
+    if pv is not None:
+        await rw_unlock(pv)
     await mtx_unlock(second.lock)
     await mtx_unlock(first.lock)
-    await ops.note("pmap-copy", {"dst": dst.name, "src": src.name})
+    note: dict[str, object] = {"dst": dst.name, "src": src.name}
+    if abandoned is not None:
+        note["abandoned"] = abandoned
+    await ops.note("pmap-copy", note)
 
 
 async def pmap_unwire(pm: Pmap, sva: int, eva: int) -> None:

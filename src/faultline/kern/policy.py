@@ -47,6 +47,14 @@ class Policy:
         flags = await ops.racy_load(fs.first_object, "flags")
         return not flags & OBJ_ONEMAPPING
 
+    async def vm_fault_prefault_may_map(self, m: VmPage) -> bool:
+        """vm_fault_prefault: may the page its walk stopped at be mapped read-only,
+        unbusied?  Only if fully valid: its validity cannot shrink under the object
+        read lock the walk holds, and an invalid page (a fault's placeholder) has no
+        contents yet.  The valid bits are read racily: a pager may validate the page
+        under its busy meanwhile."""
+        return bool(await ops.racy_load(m, "valid"))
+
     def vm_fault_cow_may_rename(self, fs: FaultState) -> bool:
         """vm_fault_cow: only an exclusively busied source page may change identity;
         other sbusy holders rely on it."""

@@ -27,6 +27,7 @@ from faultline.kern.vm_map import (
     vm_map_inherit,
     vm_map_insert,
     vm_map_lock,
+    vm_map_pmap_enter,
     vm_map_protect,
     vm_map_remove,
     vm_map_unlock,
@@ -214,7 +215,9 @@ async def exit1(p: Proc) -> None:
 async def exec_new_vmspace(p: Proc, image: str,
                            segments: list[tuple[VmObject, int, int, int, str]]) -> None:
     """exec_new_vmspace + the image activator's mappings: a fresh vmspace whose text is
-    mapped read-only and data privately (COW) from the shared file objects.
+    mapped read-only and data privately (COW) from the shared file objects, with their
+    resident pages pre-mapped read-only (MAP_PREFAULT, unless the scenario turns
+    prefault off).
     `segments` are (object, offset, addr, pages, prot).  A thread that loses the race
     to single-thread the process gets ERESTART and leaves it at its next boundary."""
     if not await thread_single(p):
@@ -227,6 +230,7 @@ async def exec_new_vmspace(p: Proc, image: str,
         await vm_map_lock(new)
         vm_map_insert(new, obj, offset, addr, addr + pages * PAGE_SIZE, PROT_BITS[prot],
                       VM_PROT_ALL, MAP_ENTRY_COW | MAP_ENTRY_NEEDS_COPY, "copy")
+        await vm_map_pmap_enter(new, addr, PROT_BITS[prot], obj, offset, pages)
         await vm_map_unlock(new)
         await ops.note("mmap", {"proc": p.name, "addr": addr, "pages": pages, "prot": prot,
                                 "shared": False, "object": repr(obj), "offset": offset,

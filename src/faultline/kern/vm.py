@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from faultline.kern.vm_page import VmPage
+from faultline.kern.vm_page import VmPage, locked_by
+from faultline.rt.context import Tracked
 from faultline.rt.sync import BusyWord, Lock
 
 if TYPE_CHECKING:
@@ -22,6 +23,22 @@ if TYPE_CHECKING:
     from faultline.kern.vm_object import VmObject
 
 NPDEPG_SHIFT = 9     # 2 MiB / 4 KiB: pages per pv-list-lock frame (pa_index = pa >> PDRSHIFT)
+
+
+@dataclass(eq=False)
+class VmDomain(Tracked):
+    """struct vm_domain, reduced to its free-page count (vmd_free_count).  Only a
+    scenario that limits memory counts (`limited`, set once before the scenario's
+    threads start): the count is then taken and returned with atomic ops, and faults
+    that find none sleep in vm_waitpfault ("pfault")."""
+
+    limited: bool = locked_by("C", False)      # the scenario limits memory
+    free_count: int = locked_by("A", 0)        # pages left, when limited
+
+    @property
+    def fl_key(self) -> tuple[str, int]:
+        """Stable name for partial-order reduction."""
+        return ("vm_domain", 0)
 
 
 @dataclass(eq=False)
@@ -41,6 +58,8 @@ class Vm:
     files: dict[str, VmObject] = field(default_factory=dict)
     pv_list_locks: list[Lock] = field(default_factory=list)
     next_oid: int = 1
+    domain: VmDomain = field(default_factory=VmDomain)
+    prefault: bool = True              # vm_fault_prefault and exec's MAP_PREFAULT
     counters: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -52,7 +71,7 @@ class Vm:
         """vm_phys: hand out the next free frame (never reused: freed pages stay freed)."""
         index = len(self.pages)
         phys = self.first_phys + index * self.phys_stride
-        m = VmPage(index=index, phys=phys, busy=BusyWord(f"page{index}"))
+        m = VmPage(index=index, phys=phys, busy=BusyWord(f"page{index}"), vm=self)
         self.pages.append(m)
         return m
 

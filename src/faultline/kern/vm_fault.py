@@ -5,9 +5,9 @@ the functions of sys/vm/vm_fault.c under their FreeBSD names: vm_fault, vm_fault
 vm_fault_soft_fast, vm_fault_object (with the shared-busy attempt), vm_fault_busy_sleep,
 vm_fault_allocate, vm_fault_getpages, vm_fault_next, vm_fault_zerofill, the `found:`
 label (vm_fault_found), vm_fault_cow (rename vs copy), vm_fault_relookup and the
-teardown helpers.  Rule kept: every decision D51474 touched is asked of `fs.policy`;
-lock and busy contracts are asserted on entry.  Must not be added: prefault (not
-modelled, docs/model.md) or any policy-name branching.
+teardown helpers, and vm_fault_prefault.  Rule kept: every decision D51474 touched
+is asked of `fs.policy`; lock and busy contracts are asserted on entry.  Must not be
+added: any policy-name branching.
 
     vm_fault: RetryFault loop
       lookup -> soft_fast? -> [first_object W] -> walk:
@@ -27,6 +27,8 @@ from faultline.kern.pmap import (
     PAGE_SIZE,
     pmap_copy_page,
     pmap_enter,
+    pmap_enter_quick,
+    pmap_is_prefaultable,
     pmap_remove_all,
     pmap_zero_page,
 )
@@ -55,8 +57,8 @@ from faultline.kern.vm_map import (
 from faultline.kern.vm_object import (
     OBJ_ANON,
     OBJ_DEAD,
+    OBJ_SWAP,
     OBJT_DEAD,
-    OBJT_VNODE,
     VmObject,
     vm_object_busy,
     vm_object_deallocate,
@@ -84,8 +86,9 @@ from faultline.kern.vm_page import (
     vm_page_wire,
     vm_page_xbusied,
     vm_page_xunbusy,
+    vm_waitpfault,
 )
-from faultline.kern.vm_pager import vm_pager_get_pages
+from faultline.kern.vm_pager import VM_PAGER_BAD, VM_PAGER_OK, vm_pager_get_pages
 from faultline.rt import ops
 from faultline.rt.context import curtid, touch
 from faultline.rt.sync import (
@@ -154,6 +157,7 @@ class FaultState:
     map_generation: int = 0
     lookup_still_valid: bool = False
     hardfault: bool = False
+    faultcount: int = 0                    # pages this fault brought in (prefault if 0)
 
 
 # ---------------------------------------------------------------- predicates
@@ -234,9 +238,10 @@ async def vm_fault_unlock_and_deallocate(fs: FaultState) -> None:
 
 
 def vm_fault_object_needs_getpages(obj: VmObject) -> bool:
-    """vm_fault_object_needs_getpages: only vnode objects have backing store here
-    (no pageout, so anonymous objects never have swap, docs/model.md)."""
-    return obj.type == OBJT_VNODE
+    """vm_fault_object_needs_getpages: the pager may have the page: the object is not
+    swap-backed (a vnode object), or it has swap blocks.  Object locked."""
+    lock_assert(obj.lock, "held")
+    return not obj.flags & OBJ_SWAP or bool(obj.swap)
 
 
 async def vm_fault_object_ensure_wlocked(fs: FaultState) -> bool:
@@ -311,6 +316,8 @@ async def vm_fault_soft_fast(fs: FaultState) -> FaultStatus:
         await vm_object_unbusy(obj)
         return await _soft_fast_fail(fs)
     await pmap_enter(fs.map.pmap, fs.vaddr, m, writable, fs.wired, object_busied=True)
+    if not fs.wired:
+        await vm_fault_prefault(fs, fs.vaddr, PFBAK, PFFOR, obj_locked=True)
     await rw_unlock(obj.lock)
     vm_fault_dirty(fs, m)                  # still covered by the object busy
     await vm_object_unbusy(obj)
@@ -422,7 +429,13 @@ async def vm_fault_allocate(fs: FaultState) -> FaultStatus:
     if fs.pindex >= obj.size:
         await vm_fault_unlock_and_deallocate(fs)
         return FaultStatus.OUT_OF_BOUNDS
-    fs.m = vm_page_alloc(obj, fs.pindex)
+    fs.m = await vm_page_alloc(obj, fs.pindex)
+    if fs.m is None:
+        # vm_fault_allocate_oom: release everything, wait for a free page, retry.
+        await vm_fault_unlock_and_deallocate(fs)
+        await vm_waitpfault(obj.vm.domain)
+        await ops.note("fault-oom-restart", repr(obj))
+        return FaultStatus.RESTART
     await ops.note("page-alloc", {"object": repr(obj), "top": obj is fs.first_object})
     if obj is fs.first_object:
         fs.m_needs_zeroing = True
@@ -431,16 +444,23 @@ async def vm_fault_allocate(fs: FaultState) -> FaultStatus:
 
 async def vm_fault_getpages(fs: FaultState) -> FaultStatus:
     """vm_fault_getpages: object unlocked, fs.m xbusied; drop the map and page in.
-    HARD: fs.m valid and xbusied, map unlocked (relookup needed).  May sleep."""
+    HARD: fs.m valid and xbusied.  CONTINUE: the pager does not have the page (a swap
+    object without a block for it); the walk goes on down the chain -- COW included --
+    with the map unlocked, exactly as in FreeBSD.  Either way a relookup follows.
+    May sleep."""
     assert fs.object is not None and fs.m is not None
     await vm_fault_unlock_map(fs)
-    if not await vm_pager_get_pages(fs.object, fs.m):
+    rv = await vm_pager_get_pages(fs.object, fs.m)
+    if rv == VM_PAGER_OK:
+        fs.hardfault = True
+        return FaultStatus.HARD
+    if rv == VM_PAGER_BAD:
         await rw_wlock(fs.object.lock)
         await vm_fault_page_free(fs, "m")
         await vm_fault_unlock_and_deallocate(fs)
         return FaultStatus.OUT_OF_BOUNDS
-    fs.hardfault = True
-    return FaultStatus.HARD
+    await ops.note("pager-fail", {"object": repr(fs.object), "pindex": fs.pindex})
+    return FaultStatus.CONTINUE
 
 
 async def vm_fault_next(fs: FaultState) -> FaultNext:
@@ -548,6 +568,57 @@ async def _vm_fault_cow_copy(fs: FaultState, locked_first: bool) -> None:
         await pmap_remove_all(fs.first_object.vm, m)
 
 
+# ---------------------------------------------------------------- prefault
+
+PFBAK, PFFOR = 4, 4           # pages prefaulted behind and ahead of a soft fault
+
+
+async def vm_fault_prefault(fs: FaultState, addra: int, backward: int, forward: int,
+                            obj_locked: bool) -> None:
+    """vm_fault_prefault: map read-only, without busying them, the resident valid pages
+    at the neighbouring addresses of the entry, nearest first (addra - 1 page, + 1,
+    - 2, ...).  The map is read-locked by the fault; with `obj_locked` (soft_fast) the
+    entry's object is read-locked by the caller.  Each address walks the chain under
+    object read locks and stops at the first resident page, valid or not (an in-flight
+    COW's invalid placeholder first_m stops it, reference 5.1 item 3), or at an object
+    whose pager may have the page; the walk ends at the first address with no page.
+    Without `obj_locked` the top object is unlocked as soon as its backing object is
+    locked, as in FreeBSD, so a COW may insert first_m, copy and shoot down before the
+    backing page is mapped (docs/findings.md, prefault-vs-cow)."""
+    if not fs.map.vm.prefault:
+        return
+    e, pm = fs.entry, fs.map.pmap
+    assert e is not None
+    starta = max(e.start, addra - backward * PAGE_SIZE)
+    for i in range(2 * max(backward, forward)):
+        addr = addra + ((i >> 1) + 1) * (-PAGE_SIZE if i & 1 == 0 else PAGE_SIZE)
+        if addr > addra + forward * PAGE_SIZE or addr < starta or addr >= e.end:
+            continue
+        if not await pmap_is_prefaultable(pm, addr):
+            continue
+        top = e.object
+        assert top is not None
+        pindex, lobject = e.pindex(addr), top
+        if not obj_locked:
+            await rw_rlock(lobject.lock)
+        while True:
+            m = lobject.pages.get(pindex)
+            backing = lobject.backing_object
+            if m is not None or vm_fault_object_needs_getpages(lobject) or backing is None:
+                break
+            pindex += lobject.backing_object_offset
+            await rw_rlock(backing.lock)
+            if not obj_locked or lobject is not top:
+                await rw_unlock(lobject.lock)
+            lobject = backing
+        if m is not None and await fs.policy.vm_fault_prefault_may_map(m):
+            await pmap_enter_quick(pm, addr, m)
+        if not obj_locked or lobject is not top:
+            await rw_unlock(lobject.lock)
+        if m is None:
+            break
+
+
 # ---------------------------------------------------------------- found:
 
 async def vm_fault_relookup(fs: FaultState) -> str:
@@ -583,6 +654,7 @@ async def vm_fault_found(fs: FaultState) -> str:
     if vm_fault_might_be_cow(fs):
         if fs.fault_type & (VM_PROT_WRITE | VM_PROT_COPY):
             await vm_fault_cow(fs)
+            fs.faultcount = fs.faultcount or 1         # no prefault for a soft COW
         else:
             fs.prot &= ~VM_PROT_WRITE
     if not fs.lookup_still_valid:
@@ -602,6 +674,8 @@ async def vm_fault_found(fs: FaultState) -> str:
     await pmap_enter(fs.map.pmap, fs.vaddr, m, bool(fs.prot & VM_PROT_WRITE), fs.wired)
     await ops.note("pmap-enter", {"va": fs.vaddr, "page": repr(m),
                                   "writable": bool(fs.prot & VM_PROT_WRITE)})
+    if fs.faultcount != 1 and not fs.fault_flags & VM_FAULT_WIRE and not fs.wired:
+        await vm_fault_prefault(fs, fs.vaddr, PFBAK, PFFOR, obj_locked=False)
     if fs.fault_flags & VM_FAULT_WIRE:
         await vm_page_wire(m)
     if fs.m_hold is not None:
@@ -628,6 +702,8 @@ async def vm_fault_walk(fs: FaultState) -> FaultStatus:
     while True:
         kassert(fs.m is None, "vm_fault: fs.m set at the top of the chain walk")
         res = await vm_fault_object(fs)
+        if res is FaultStatus.HARD:
+            fs.faultcount = 1              # behind + 1 + ahead: no read-ahead here
         if res is not FaultStatus.CONTINUE:
             return res
         nx = await vm_fault_next(fs)
@@ -637,6 +713,7 @@ async def vm_fault_walk(fs: FaultState) -> FaultStatus:
             assert fs.object is not None
             await rw_unlock(fs.object.lock)
             await vm_fault_zerofill(fs)
+            fs.faultcount = 1
             return FaultStatus.SOFT
 
 
@@ -659,6 +736,7 @@ async def vm_fault(map_: VmMap, vaddr: int, fault_type: int, fault_flags: int = 
         fs.fault_type = fault_type
         fs.m_needs_zeroing = True
         fs.hardfault = False
+        fs.faultcount = 0
         rv = await vm_fault_lookup(fs)
         if rv != KERN_SUCCESS:
             if rv == KERN_RESOURCE_SHORTAGE:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from faultline.kern import pmap as pmap_mod
 from faultline.kern.pmap import PAGE_SIZE, Pmap, pmap_create
 from faultline.kern.vm_object import (
-    OBJ_ANON,
     OBJ_ONEMAPPING,
     OBJ_SWAP,
     VmObject,
@@ -30,6 +29,7 @@ from faultline.kern.vm_object import (
     vm_object_reference,
     vm_object_reference_locked,
     vm_object_shadow,
+    vm_object_split,
 )
 from faultline.kern.vm_page import VmPage, locked_by, vm_page_unwire
 from faultline.rt import ops
@@ -214,6 +214,27 @@ def vm_map_insert(m: VmMap, obj: VmObject | None, offset: int, start: int, end: 
     m.entries.append(e)
     m.entries.sort(key=lambda x: x.start)
     return e
+
+
+async def vm_map_pmap_enter(m: VmMap, addr: int, prot: int, obj: VmObject | None,
+                            pindex: int, pages: int) -> None:
+    """vm_map_pmap_enter (MAP_PREFAULT, as the ELF image activator maps segments):
+    with the map locked, map read-only the resident, fully valid pages of obj's range
+    [pindex, pindex + pages) at addr onwards (pmap_enter_object), busying none of
+    them; invalid pages (being paged in) are skipped."""
+    if not m.vm.prefault or not prot & (VM_PROT_READ | VM_PROT_EXECUTE) or obj is None:
+        return
+    lock_assert(m.lock, "x")
+    await rw_rlock(obj.lock)
+    run = []
+    for i in sorted(i for i in obj.pages if pindex <= i < pindex + pages):
+        # vm_page_all_valid: racy, a pager may be validating the page under its busy.
+        if await ops.racy_load(obj.pages[i], "valid"):
+            run.append((addr + (i - pindex) * PAGE_SIZE, obj.pages[i]))
+    if run:
+        await pmap_mod.pmap_enter_object(m.pmap, run)
+        await ops.note("map-prefault", {"map": m.name, "addr": addr, "pages": len(run)})
+    await rw_unlock(obj.lock)
 
 
 async def vm_map_clip(m: VmMap, start: int, end: int) -> list[VmMapEntry]:
@@ -575,7 +596,7 @@ async def _fork_copy(old: VmMap, new: VmMap, e: VmMapEntry) -> None:
     if not e.eflags & MAP_ENTRY_NEEDS_COPY and e.protection & VM_PROT_WRITE:
         await pmap_mod.pmap_protect(old.pmap, e.start, e.end, e.protection & ~VM_PROT_WRITE)
     if e.object is not None:
-        if e.object.flags & OBJ_SWAP:
+        if await ops.racy_load(e.object, "flags") & OBJ_SWAP:
             await vm_map_copy_swap_object(e, ne)
         else:
             await vm_object_reference(e.object)
@@ -587,13 +608,21 @@ async def _fork_copy(old: VmMap, new: VmMap, e: VmMapEntry) -> None:
 
 
 async def vm_map_copy_swap_object(src: VmMapEntry, dst: VmMapEntry) -> None:
-    """vm_map_copy_swap_object: collapse the source chain, then share its object with
-    the child entry, clearing ONEMAPPING (vm_object_split is not modelled)."""
+    """vm_map_copy_swap_object: collapse the source chain; a ONEMAPPING object that
+    other references share is first split so that the entry has one of its own
+    (vm_object_split); then the child entry shares it and ONEMAPPING is cleared."""
     obj = src.object
     assert obj is not None
+    if not obj.anon:                # OBJ_ANON, read unlocked as FreeBSD does: it never changes
+        await vm_object_reference(obj)
+        dst.object = obj
+        return
     await rw_wlock(obj.lock)
-    if obj.flags & OBJ_ANON:
-        await vm_object_collapse(obj)
+    await vm_object_collapse(obj)
+    if obj.flags & OBJ_ONEMAPPING:
+        await vm_object_split(src)
+        obj = src.object
+        assert obj is not None
     await vm_object_reference_locked(obj)
     vm_object_clear_flag(obj, OBJ_ONEMAPPING)
     dst.object = obj

@@ -21,6 +21,13 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from faultline.kern.pmap import PAGE_SIZE
+from faultline.kern.swap_pager import (
+    swap_pager_copy,
+    swap_pager_freespace,
+    swap_pager_haspage,
+    swap_pager_scan_all_shadowed,
+)
 from faultline.kern.vm_page import (
     VmPage,
     locked_by,
@@ -47,6 +54,7 @@ from faultline.rt.sync import (
 
 if TYPE_CHECKING:
     from faultline.kern.vm import Vm
+    from faultline.kern.vm_map import VmMapEntry
 
 
 class ObjFlag(enum.IntFlag):
@@ -76,12 +84,14 @@ class VmObject(Tracked):
     size: int = locked_by("C", 0)                       # in pages
     lock: Lock = locked_by("C")
     pages: dict[int, VmPage] = locked_by("O", factory=dict)      # rtree/memq
+    swap: dict[int, int] = locked_by("O", factory=dict)          # swblks: pindex -> data
     backing_object: VmObject | None = locked_by("O")
     backing_object_offset: int = locked_by("O", 0)      # in pages
     ref_count: int = locked_by("A,O", 1)
     shadow_count: int = locked_by("A,O", 0)
     shadows: list[VmObject] = locked_by("O", factory=list)       # shadow_head
     flags: ObjFlag = locked_by("A,O", ObjFlag(0))
+    anon: bool = locked_by("C", False)      # flags & OBJ_ANON: set once, never changes
     handle: Any = locked_by("C")
     pip: BlockCount = locked_by("A")                    # paging_in_progress
     busy: BlockCount = locked_by("A")                   # object busy
@@ -104,7 +114,8 @@ def _new_object(vm: Vm, otype: str, size: int, flags: ObjFlag, handle: Any,
     label = name or f"obj{oid}"
     obj = VmObject(vm=vm, oid=oid, type=otype, size=size,
                    lock=Lock(OBJECT_LOCK_CLASS, label, "rw", dupok=True),
-                   flags=flags, handle=handle, pip=BlockCount(f"{label}.pip"),
+                   flags=flags, anon=bool(flags & OBJ_ANON), handle=handle,
+                   pip=BlockCount(f"{label}.pip"),
                    busy=BlockCount(f"{label}.busy"), name=label)
     vm.objects.append(obj)
     return obj
@@ -122,10 +133,12 @@ def vm_object_allocate_vnode(vm: Vm, name: str, contents: tuple[int, ...]) -> Vm
 def vm_object_allocate_anon(vm: Vm, size: int, backing: VmObject | None) -> VmObject:
     """vm_object_allocate_anon: ANON|ONEMAPPING|SWAP.  Its handle is NULL without a
     backing object, the backing object's handle if that is anonymous, and the backing
-    object itself otherwise, so anon shadows of a file are never rename-eligible."""
+    object itself otherwise, so anon shadows of a file are never rename-eligible.
+    OBJ_ANON is read without the backing object's lock, as FreeBSD does: the bit never
+    changes (`VmObject.anon`)."""
     if backing is None:
         handle = None
-    elif backing.flags & OBJ_ANON:
+    elif backing.anon:
         handle = backing.handle
     else:
         handle = backing
@@ -199,7 +212,7 @@ async def vm_object_backing_insert(obj: VmObject, backing: VmObject) -> None:
     (the caller's reference on `backing` becomes the backing reference).  Only an
     anonymous backing object is locked: it alone keeps a shadow list."""
     lock_assert(obj.lock, "x")
-    if not backing.flags & OBJ_ANON:
+    if not backing.anon:
         _backing_link(obj, backing)
         return
     await rw_wlock(backing.lock)
@@ -211,7 +224,7 @@ def _backing_link(obj: VmObject, backing: VmObject) -> None:
     # vm_object_backing_insert_locked: both locks held for an anonymous backing
     # object, whose shadow list, shadow_count and our back pointer move together;
     # a vnode object counts no shadows, so only the back pointer (under obj's lock).
-    if backing.flags & OBJ_ANON:
+    if backing.anon:
         touch(backing, field="shadows")
         backing.shadows.append(obj)
         backing.shadow_count += 1
@@ -222,7 +235,7 @@ def _backing_unlink(obj: VmObject) -> VmObject:
     # vm_object_backing_remove_locked (the lock rule of _backing_link).
     backing = obj.backing_object
     assert backing is not None
-    if backing.flags & OBJ_ANON:
+    if backing.anon:
         touch(backing, field="shadows")
         backing.shadows.remove(obj)
         backing.shadow_count -= 1
@@ -240,7 +253,7 @@ async def vm_object_shadow(obj: VmObject | None, offset: int, size: int, shared:
         # Racy by design in FreeBSD: a sole reference held by our own entry cannot grow
         # behind our back while the map is write-locked.
         refs = await ops.racy_load(obj, "ref_count")
-        if refs == 1 and obj.flags & OBJ_ANON:
+        if refs == 1 and obj.anon:
             return obj, offset
     result = vm_object_allocate_anon(vm, size, obj)
     result.backing_object_offset = offset
@@ -313,7 +326,7 @@ async def vm_object_backing_remove(obj: VmObject) -> None:
     (locked too if it is anonymous, the only kind that lists its shadows)."""
     backing = obj.backing_object
     assert backing is not None
-    if not backing.flags & OBJ_ANON:
+    if not backing.anon:
         _backing_unlink(obj)
         return
     await rw_wlock(backing.lock)
@@ -345,7 +358,7 @@ async def vm_object_deallocate_anon(backing: VmObject) -> VmObject | None:
         await rw_unlock(obj.lock)
         return None
     b = obj.backing_object
-    if b is not None and b.flags & OBJ_ANON:
+    if b is not None and b.anon:
         await vm_object_collapse(obj)
     await rw_unlock(obj.lock)
     return obj
@@ -372,6 +385,9 @@ async def vm_object_terminate(obj: VmObject) -> None:
         kassert(not m.busy.busied(), f"terminate: {m} of {obj} is busy ({m.busy.state()})")
         kassert(await vm_page_tryxbusy(m), f"terminate: cannot busy {m}")
         await vm_page_free(m)
+    if obj.swap:
+        touch(obj, field="swap")
+        obj.swap.clear()                            # swap_pager_dealloc
     obj.type = OBJT_DEAD
     obj.vm.objects.remove(obj)
     await rw_unlock(obj.lock)
@@ -385,7 +401,7 @@ async def vm_object_backing_collapse_wait(obj: VmObject) -> VmObject | None:
     backing object is not being collapsed, return it write-locked (or None)."""
     while True:
         backing = obj.backing_object
-        if backing is None or not backing.flags & OBJ_ANON:
+        if backing is None or not backing.anon:
             return None
         await rw_wlock(backing.lock)
         if not backing.flags & (OBJ_DEAD | OBJ_COLLAPSING):
@@ -422,7 +438,7 @@ async def vm_object_backing_transfer(obj: VmObject, backing: VmObject) -> None:
     nxt = backing.backing_object
     if nxt is None:
         return
-    if nxt.flags & OBJ_ANON:
+    if nxt.anon:
         await rw_wlock(nxt.lock)
         _backing_unlink(backing)
         _backing_link(obj, nxt)
@@ -434,7 +450,7 @@ async def vm_object_backing_transfer(obj: VmObject, backing: VmObject) -> None:
 async def vm_object_backing_insert_ref(obj: VmObject, backing: VmObject) -> None:
     """vm_object_backing_insert_ref: obj write-locked; link it below `backing` with a
     new reference (an anonymous backing object is locked and loses ONEMAPPING)."""
-    if not backing.flags & OBJ_ANON:
+    if not backing.anon:
         await vm_object_reference(backing)
         _backing_link(obj, backing)
         return
@@ -455,14 +471,18 @@ async def _collapse_full(obj: VmObject, backing: VmObject) -> None:
     vm_object_set_flag(backing, OBJ_DEAD)
     await ops.note("collapse", {"object": repr(obj), "backing": repr(backing)})
     await vm_object_collapse_scan(obj)
+    # Move the pager: backing's blocks go up where obj has none of its own.
+    swap_pager_copy(backing, obj, obj.backing_object_offset, True)
     vm_object_clear_flag(obj, OBJ_COLLAPSING)
     await vm_object_backing_transfer(obj, backing)
     obj.backing_object_offset += backing.backing_object_offset
     await rw_unlock(obj.lock)
     await vm_object_pip_wakeup(obj)
     kassert(not backing.pages, f"collapse: {backing} not empty")
-    kassert(await _refcount_release(backing), f"collapse: {backing} gained a reference")
+    kassert(backing.ref_count == 1, f"collapse: {backing} was re-referenced")
+    # FreeBSD's order: the pip first, then the last reference, then terminate.
     await vm_object_pip_wakeup(backing)
+    kassert(await _refcount_release(backing), f"collapse: {backing} gained a reference")
     await vm_object_terminate(backing)
     obj.vm.count("object_collapses")
     await rw_wlock(obj.lock)
@@ -485,28 +505,6 @@ async def _collapse_bypass(obj: VmObject, backing: VmObject) -> bool:
     return True
 
 
-async def swap_pager_scan_all_shadowed(obj: VmObject) -> bool:
-    """swap_pager_scan_all_shadowed: both objects write-locked; True iff every backing
-    page in obj's window is fully valid, not busy, and shadowed by a valid page of obj.
-    A busy backing page means an older COW may be in flight: refuse."""
-    backing = obj.backing_object
-    assert backing is not None
-    if not backing.flags & OBJ_ANON:
-        return False
-    off = obj.backing_object_offset
-    for pindex in sorted(backing.pages):
-        if not off <= pindex < off + obj.size:
-            continue
-        p = backing.pages[pindex]
-        if not await vm_page_tryxbusy(p):
-            return False
-        await vm_page_xunbusy(p)
-        pp = obj.pages.get(pindex - off)
-        if not p.valid or pp is None or not pp.valid:
-            return False
-    return True
-
-
 async def vm_object_collapse_scan(obj: VmObject) -> None:
     """vm_object_collapse_scan: both objects write-locked (and again on return); move
     every backing page into obj unless obj's page shadows it (then free it: it must not
@@ -520,8 +518,14 @@ async def vm_object_collapse_scan(obj: VmObject) -> None:
             await vm_object_collapse_scan_wait(obj, p)
             continue
         new_pindex = p.pindex - off
-        if p.pindex < off or new_pindex >= obj.size or not p.valid:
-            await vm_page_free(p)                  # outside the window or invalid
+        if p.pindex < off or new_pindex >= obj.size:
+            swap_pager_freespace(backing, p.pindex)
+            await vm_page_free(p)                  # outside the window
+            continue
+        if not p.valid:
+            # Left by an incomplete fault: its swap block, if any, is still the data
+            # and goes up with swap_pager_copy.
+            await vm_page_free(p)
             continue
         pp = obj.pages.get(new_pindex)
         if pp is not None and not await vm_page_tryxbusy(pp):
@@ -533,12 +537,17 @@ async def vm_object_collapse_scan(obj: VmObject) -> None:
         if pp is not None and not pp.valid:
             await vm_page_free(pp)                 # left by an incomplete fault
             pp = None
-        if pp is not None:
+        if pp is not None or swap_pager_haspage(obj, new_pindex):
+            # Shadowed by obj's page or by its swap block: "freeing mapped page" KASSERT.
             await ops.note("collapse-free-shadowed", repr(p))
-            await vm_page_free(p)                  # shadowed: "freeing mapped page" KASSERT
-            await vm_page_xunbusy(pp)
+            swap_pager_freespace(backing, p.pindex)
+            await vm_page_free(p)
+            if pp is not None:
+                await vm_page_xunbusy(pp)
             continue
+        old_pindex = p.pindex
         vm_page_rename(p, obj, new_pindex)         # mappings of p stay valid
+        swap_pager_freespace(backing, old_pindex)  # the page is newer than its block
         await ops.note("collapse-rename", repr(p))
         await vm_page_xunbusy(p)
 
@@ -558,3 +567,70 @@ async def vm_object_collapse_scan_wait(obj: VmObject, p: VmPage) -> None:
             await rw_unlock(backing.lock)
         await rw_wlock(obj.lock)
     await rw_wlock(backing.lock)
+
+
+# ---------------------------------------------------------------- split
+
+async def vm_object_collapse_wait(obj: VmObject) -> None:
+    """vm_object_collapse_wait: obj write-locked (again on return); wait while a
+    collapse into obj is in progress ("vmcolwait")."""
+    lock_assert(obj.lock, "x")
+    while obj.flags & OBJ_COLLAPSING:
+        await vm_object_pip_sleep(obj, "vmcolwait")
+        await rw_wlock(obj.lock)
+
+
+async def vm_object_split(e: VmMapEntry) -> None:
+    """vm_object_split: the map is write-locked and e's ONEMAPPING object write-locked
+    (on return: e's object, now possibly the new one).  When other references share
+    the object (clipped entries, a fault in progress) give e a private object of its
+    own range: a new object shadowing what the old one shadowed, to which e's resident
+    pages move under xbusy (a busy page is waited for, "spltwt") and its swap blocks
+    follow.  Mappings stay as they are: the pages keep their identity."""
+    orig = e.object
+    assert orig is not None
+    kassert(bool(orig.flags & OBJ_ONEMAPPING), f"split of {orig} without ONEMAPPING")
+    if not orig.anon or await ops.racy_load(orig, "ref_count") <= 1:
+        return
+    await rw_unlock(orig.lock)
+    start, size = e.offset, (e.end - e.start) // PAGE_SIZE
+    new = vm_object_allocate_anon(orig.vm, size, orig)
+    # A collapse into orig must finish first so that its swap blocks are stable; our
+    # reference on orig's backing object (below) keeps further collapses off.
+    await rw_wlock(orig.lock)
+    await vm_object_collapse_wait(orig)
+    await rw_wlock(new.lock)        # still private: the lock order does not matter
+    backing = orig.backing_object
+    if backing is not None:
+        await vm_object_backing_insert_ref(new, backing)
+        new.backing_object_offset = orig.backing_object_offset + start
+    moved: list[VmPage] = []
+    while True:                                    # retry:
+        todo = sorted(i for i in orig.pages if start <= i < start + size)
+        for pindex in todo:
+            m = orig.pages[pindex]
+            if not await vm_page_tryxbusy(m):
+                await rw_unlock(new.lock)
+                await ops.note("split-wait-busy", repr(m))
+                if await vm_page_busy_sleep(m, "spltwt", 0):
+                    await rw_wlock(orig.lock)
+                await rw_wlock(new.lock)
+                break
+            if not m.valid:
+                await vm_page_free(m)              # left by an incomplete fault
+                continue
+            vm_page_rename(m, new, pindex - start)
+            moved.append(m)
+        else:
+            break
+    swap_pager_copy(orig, new, start, False)
+    for m in moved:
+        await vm_page_xunbusy(m)
+    # FreeBSD points the entry at the new object after unlocking both; the entry is the
+    # map lock's, held throughout, so no thread can tell the order apart.
+    e.object, e.offset = new, 0
+    await rw_unlock(orig.lock)
+    await rw_unlock(new.lock)
+    await ops.note("split", {"object": repr(orig), "new": repr(new), "pages": len(moved)})
+    await vm_object_deallocate(orig)
+    await rw_wlock(new.lock)

@@ -51,6 +51,7 @@ class VmPage(Tracked):
     pv_list: list[tuple[Any, int]] = locked_by("P", factory=list)  # (pmap, va)
     pv_gen: int = locked_by("P", 0)
     writeable: bool = locked_by("A", False)        # PGA_WRITEABLE
+    vm: Any = locked_by("C")                       # the Vm whose vm_phys it came from
 
     def __repr__(self) -> str:
         return f"page{self.index}"
@@ -99,20 +100,53 @@ def vm_page_lookup(obj: VmObject, pindex: int) -> VmPage | None:
     return obj.pages.get(pindex)
 
 
-def vm_page_alloc(obj: VmObject, pindex: int) -> VmPage:
-    """vm_page_alloc: a new invalid page, xbusied by us, inserted at (obj, pindex)."""
+async def vm_page_alloc(obj: VmObject, pindex: int) -> VmPage | None:
+    """vm_page_alloc: a new invalid page, xbusied by us, inserted at (obj, pindex);
+    None when the scenario limits memory and no page is free (vm_domain_allocate)."""
     lock_assert(obj.lock, "x")
     kassert(pindex not in obj.pages, f"vm_page_alloc: {obj}[{pindex}] already resident")
-    m = obj.vm.new_page()
+    vm = obj.vm
+    if vm.domain.limited and not await vm_domain_allocate(vm.domain):
+        await ops.note("page-alloc-failed", {"object": repr(obj), "pindex": pindex})
+        return None
+    m = vm.new_page()
     m.busy.xowner = curtid()       # not yet visible: a plain store is enough
     vm_page_insert(m, obj, pindex)
     return m
+
+
+async def vm_domain_allocate(dom: Any) -> bool:
+    """vm_domain_allocate: take one page from the free count, atomically; False if
+    none is left."""
+    def take() -> bool:
+        if dom.free_count <= 0:
+            return False
+        dom.free_count -= 1
+        return True
+    return await ops.atomic(dom, "vm_domain_allocate", take)
+
+
+async def vm_domain_freecnt_inc(dom: Any) -> None:
+    """vm_domain_freecnt_inc: give a page back; the first page after none were free
+    wakes the faults sleeping in vm_waitpfault."""
+    if await ops.atomic_add(dom, "free_count", 1) == 0:
+        await ops.wakeup(dom)
+
+
+async def vm_waitpfault(dom: Any) -> None:
+    """vm_waitpfault: sleep ("pfault") while no page is free.  FreeBSD's sleep times
+    out and, after vm_pfault_oom_attempts, the OOM killer frees memory; neither is
+    modelled, so a scenario in which nothing ever frees a page ends in a deadlock
+    report naming "pfault" (docs/model.md)."""
+    await ops.sleep(dom, "pfault", None, lambda: dom.free_count <= 0)
 
 
 def vm_page_insert(m: VmPage, obj: VmObject, pindex: int) -> None:
     """vm_page_insert: object write-locked, page xbusied."""
     lock_assert(obj.lock, "x")
     vm_page_assert_xbusied(m)
+    kassert(pindex not in obj.pages, f"vm_page_insert: {obj}[{pindex}] is already "
+            f"resident ({obj.pages.get(pindex)!r})")
     m.object, m.pindex = obj, pindex
     touch(obj, field="pages")
     obj.pages[pindex] = m
@@ -165,6 +199,9 @@ async def vm_page_free_unowned(m: VmPage) -> None:
     await ops.busy(m.busy, "free")
     m.freed, m.valid = True, False          # in the same step as VPB_FREED
     await ops.note("page-free", repr(m))
+    dom = _domain_of(m)
+    if dom is not None:
+        await vm_domain_freecnt_inc(dom)
 
 
 def vm_page_valid(m: VmPage) -> None:
@@ -189,6 +226,12 @@ async def vm_page_unwire(m: VmPage) -> None:
     """vm_page_unwire."""
     old = await ops.atomic_add(m, "wire_count", -1)
     kassert(old > 0, f"vm_page_unwire: {m} was not wired")
+
+
+def _domain_of(m: VmPage) -> Any:
+    # The free count a freed page returns to, when the scenario limits memory.
+    vm = m.vm
+    return vm.domain if vm is not None and vm.domain.limited else None
 
 
 # ---------------------------------------------------------------- busy

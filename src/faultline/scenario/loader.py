@@ -40,6 +40,7 @@ from faultline.scenario.spec import (
     Scenario,
     SegmentSpec,
     ThreadSpec,
+    VmSpec,
 )
 
 __all__ = [
@@ -62,7 +63,7 @@ _SHARES: tuple[str, ...] = ("private", "shared")
 
 _TOP_KEYS = (
     "name", "description", "step_bound", "probes", "expect", "bound", "file", "image",
-    "process", "thread",
+    "process", "thread", "vm",
 )
 _BOUND_KEYS = ("preemptions", "reason")
 _FILE_KEYS = ("name", "pages")
@@ -71,6 +72,7 @@ _SEGMENT_KEYS = ("file", "addr", "pages", "offset", "prot")
 _PROCESS_KEYS = ("name", "parent", "image", "setup", "map")
 _MAP_KEYS = ("addr", "pages", "prot", "share", "file", "offset", "inherit", "init")
 _THREAD_KEYS = ("name", "process", "ops")
+_VM_KEYS = ("free_pages", "prefault")
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _SCENARIO_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -252,6 +254,7 @@ _SYNTAX: dict[str, tuple[str, ...]] = {
     "minherit": ("ADDR", "PAGES", "INH"),
     "mlock": ("ADDR", "PAGES"),
     "munlock": ("ADDR", "PAGES"),
+    "pageout": ("ADDR",),
     "post": ("EVENT",),
     "wait": ("EVENT",),
 }
@@ -461,6 +464,18 @@ def _read_bound(doc: dict[str, object], root: _Loc) -> BoundSpec | None:
                      reason=_get(tbl, "reason", loc, _TEXT))
 
 
+_FREE_PAGES = _int_rule(0, LIMITS.total_pages, why="free pages after setup")
+_BOOL = _Rule("true or false", lambda value: isinstance(value, bool))
+
+
+def _read_vm(doc: dict[str, object], root: _Loc) -> VmSpec:
+    if "vm" not in doc:
+        return VmSpec()
+    loc = root.at("vm")
+    tbl = _table(doc["vm"], loc, _VM_KEYS)
+    return VmSpec(**_optional(tbl, loc, {"free_pages": _FREE_PAGES, "prefault": _BOOL}))
+
+
 def _read_scenario(doc: dict[str, object], root: _Loc) -> Scenario:
     tbl = _table(doc, root, _TOP_KEYS)
     return Scenario(
@@ -470,6 +485,7 @@ def _read_scenario(doc: dict[str, object], root: _Loc) -> Scenario:
         probes=_list(tbl, "probes", root, _STRING, "strings", max_len=LIMITS.probes),
         expect=_read_expect(tbl, root),
         bound=_read_bound(tbl, root),
+        vm=_read_vm(tbl, root),
         files=_read_all(tbl, "file", root, "file", _read_file, LIMITS.files),
         images=_read_all(tbl, "image", root, "image", _read_image, LIMITS.images),
         processes=_read_all(tbl, "process", root, "process", _read_process, LIMITS.processes),
@@ -586,6 +602,11 @@ def _check_total_pages(s: Scenario, root: _Loc) -> None:
 def _check_header(s: Scenario, root: _Loc) -> None:
     _SCENARIO_NAME.check(s.name, root.at("name"))
     _TEXT.check(s.description, root.at("description"))
+    if not isinstance(s.vm, VmSpec):
+        root.at("vm").fail("a VmSpec (a [vm] table)", s.vm)
+    if s.vm.free_pages is not None:
+        _FREE_PAGES.check(s.vm.free_pages, root.at("vm").at("free_pages"))
+    _BOOL.check(s.vm.prefault, root.at("vm").at("prefault"))
     _STEP_BOUND.check(s.step_bound, root.at("step_bound"))
     _seq(s.probes, root.at("probes"), _STRING, "strings", max_len=LIMITS.probes)
     if s.bound is not None:

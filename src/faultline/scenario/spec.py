@@ -16,6 +16,9 @@ Operation language (one string per op, as in a TOML `ops = [...]` list):
     mprotect ADDR PAGES PROT  change protection (PROT: "r", "rw", "rx", "rwx", "none")
     minherit ADDR PAGES INH   change inheritance (INH: "share", "copy", "none", "zero")
     mlock ADDR PAGES          wire the range (faults every page with VM_FAULT_WIRE)
+    pageout ADDR              the page daemon launders the page the process holds at
+                              ADDR (topmost resident page of its chain) to swap and
+                              frees it; a busy, wired or file page is left alone
     munlock ADDR PAGES        unwire the range
     post EVENT                set the scenario-level event flag EVENT and wake its waiters
     wait EVENT                block until EVENT has been posted
@@ -71,7 +74,7 @@ LIMITS = Limits()
 
 OP_NAMES: tuple[str, ...] = (
     "read", "write", "fork", "exit", "exec", "munmap", "mprotect", "minherit",
-    "mlock", "munlock", "post", "wait",
+    "mlock", "munlock", "post", "wait", "pageout",
 )
 
 
@@ -175,6 +178,19 @@ class BoundSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class VmSpec:
+    """Machine settings (the `[vm]` table).  `free_pages`: pages vm_page_alloc may
+    still hand out once setup is done (None: memory never runs out; with a number,
+    faults that find none free release everything and sleep in vm_waitpfault until a
+    page is freed).  `prefault`: vm_fault_prefault and exec's MAP_PREFAULT pre-mapping
+    as FreeBSD does them; false keeps the state space of scenarios written before
+    prefault was modelled."""
+
+    free_pages: int | None = None
+    prefault: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """A whole scenario; `expect` maps a policy name to the expected verdict."""
 
@@ -188,4 +204,5 @@ class Scenario:
     expect: dict[str, str] = field(default_factory=dict)
     probes: tuple[str, ...] = ()      # event-coverage labels this scenario exists to reach
     bound: BoundSpec | None = None    # DPOR's default preemption bound (None: unbounded)
+    vm: VmSpec = field(default_factory=lambda: VmSpec())   # the [vm] table
     source: str = "<python>"          # file it was loaded from

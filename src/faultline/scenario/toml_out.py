@@ -87,6 +87,12 @@ def to_toml(s: Scenario) -> str:
     if s.bound is not None:
         lines += ["", "[bound]", f"preemptions = {s.bound.preemptions}",
                   f"reason = {toml_str(s.bound.reason)}"]
+    if s.vm.free_pages is not None or not s.vm.prefault:
+        lines += ["", "[vm]"]
+        if s.vm.free_pages is not None:
+            lines.append(f"free_pages = {s.vm.free_pages}")
+        if not s.vm.prefault:
+            lines.append("prefault = false")
     if s.expect:
         lines += ["", "[expect]"] + [f"{policy} = {toml_str(verdict)}"
                                      for policy, verdict in s.expect.items()]

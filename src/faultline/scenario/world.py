@@ -30,6 +30,7 @@ from faultline.kern.proc import (
 )
 from faultline.kern.vm import Vm
 from faultline.kern.vm_object import VmObject, vm_object_allocate_vnode
+from faultline.kern.vm_pageout import vm_pageout_at
 from faultline.rt import ops
 from faultline.rt.sync import Flag, flag_post, flag_wait
 from faultline.scenario.spec import Op, Scenario, ThreadSpec
@@ -41,6 +42,7 @@ class World:
     def __init__(self, scenario: Scenario, policy: str, npv_locks: int = 8) -> None:
         self.scenario = scenario
         self.vm = Vm(policy_named(policy), npv_locks=npv_locks)
+        self.vm.prefault = scenario.vm.prefault
         self.procs: dict[str, Proc] = {}
         self.flags = {name: Flag(name) for name in _events(scenario)}
         self.in_setup = True
@@ -68,6 +70,10 @@ class World:
                 await self.do_op(p, op)
             p.nthreads = 0
         self.in_setup = False
+        # The memory limit starts after setup, which builds the scenario's state.
+        if self.scenario.vm.free_pages is not None:
+            self.vm.domain.limited = True
+            self.vm.domain.free_count = self.scenario.vm.free_pages
         await ops.note("setup-done")
         for ts in [*self._threads_of(self._initial()), *self._deferred]:
             await self.start_thread(ts)
@@ -122,6 +128,9 @@ class World:
                 return await sys_mlock(p, _int(op.addr), _int(op.pages))
             case "munlock":
                 return await sys_munlock(p, _int(op.addr), _int(op.pages))
+            case "pageout":
+                assert p.map is not None
+                return await vm_pageout_at(p.map, _int(op.addr))
             case "post":
                 return await flag_post(self.flags[_str(op.target)])
             case "wait":

@@ -9,12 +9,17 @@ says what a process's pmap maps at an address and what its map entry's chain hol
   O4     a page is in at most one object, at the index it records
   P1     a busy word is never exclusive and shared at once; freed pages are not held
   P3/P5  every PTE maps a valid, unfreed page
-  O3     every PTE maps the topmost valid page for its index in its entry's chain,
-         unless that topmost page is busied (a fault or collapse owns the change) or
-         the chain ends at a write-locked object (a link being moved, _Relinking)
+  O3     every PTE maps the topmost valid page for its index in its entry's chain (a
+         swap block at the index in an object above it counts as that object's page),
+         unless that topmost page is busied (a fault or collapse owns the change), or
+         the chain ends at a write-locked object (a link being moved, _Relinking), or
+         the map is write-locked and the page is not in the entry's chain (a split
+         moving the entry's pages to its new object)
   W      a writable PTE maps a page of its entry's top object, through a writable
          entry that does not need a copy (skipped while the map is write-locked)
-  PV     pv lists and PTEs agree
+  PV     every PTE has its pv entry; a pv entry has its PTE, except while its pmap is
+         locked (pmap_enter clears a replaced PTE before its pv entry goes, and lists
+         a new pv entry before storing the PTE; so do pmap_copy, pmap_enter_quick)
 Rule kept: read-only over the model.  Must not be added: memory semantics (oracle).
 """
 
@@ -23,7 +28,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from faultline.kern.pmap import PAGE_SIZE
+from faultline.kern.pmap import PAGE_SIZE, PMAP_LOCK_CLASS
 from faultline.kern.vm import Vm
 from faultline.kern.vm_map import MAP_ENTRY_NEEDS_COPY, VM_PROT_WRITE, VmMap, VmMapEntry
 from faultline.kern.vm_object import OBJ_ANON, OBJECT_LOCK_CLASS
@@ -36,14 +41,18 @@ PAGE = 4096
 
 
 def chain_top(e: VmMapEntry, va: int) -> tuple[VmPage | None, str]:
-    """The topmost valid page for `va` in e's object chain, and the path walked."""
+    """The topmost valid page for `va` in e's object chain, and the path walked (None
+    when the index's newest contents are in swap, or nowhere)."""
     obj, idx = e.object, e.pindex(va)
     path = []
     while obj is not None:
         p = obj.pages.get(idx)
-        path.append(f"{obj!r}[{idx}]" + (f"={p!r}{'' if p.valid else '(invalid)'}" if p else ""))
+        path.append(f"{obj!r}[{idx}]" + (f"={p!r}{'' if p.valid else '(invalid)'}" if p else "")
+                    + ("(swapped)" if idx in obj.swap else ""))
         if p is not None and p.valid:
             return p, " -> ".join(path)
+        if idx in obj.swap:
+            return None, " -> ".join(path)
         idx += obj.backing_object_offset
         obj = obj.backing_object
     return None, " -> ".join(path)
@@ -58,6 +67,8 @@ def _chain_top_page(e: VmMapEntry, va: int) -> VmPage | _Relinking | None:
         p = obj.pages.get(idx)
         if p is not None and p.valid:
             return p
+        if idx in obj.swap:
+            return None         # the newest contents are in swap: nothing below counts
         if obj.backing_object is None and obj.lock.owner is not None:
             return RELINKING
         idx += obj.backing_object_offset
@@ -77,6 +88,16 @@ class _Relinking(enum.Enum):
 
 
 RELINKING = _Relinking.TOKEN
+
+
+def _in_chain(e: VmMapEntry, m: VmPage) -> bool:
+    # m belongs to an object of e's chain.
+    obj = e.object
+    while obj is not None:
+        if m.object is obj:
+            return True
+        obj = obj.backing_object
+    return False
 
 
 def _entry(m: VmMap, va: int) -> VmMapEntry | None:
@@ -119,7 +140,8 @@ def check_pages(vm: Vm) -> str | None:
 
 def check_mappings(vm: Vm, waiting: list[int] | None = None) -> str | None:
     """P3, P5, O3, W and PV over every live vmspace.  The addresses whose O3 waits for
-    an object lock (_Relinking) are appended to `waiting`."""
+    an object lock (_Relinking), or whose pv entry waits for its PTE under a held pmap
+    lock, are appended to `waiting`."""
     for vmap in vm.maps:
         pm = vmap.pmap
         changing = vmap.lock.owner is not None
@@ -138,6 +160,12 @@ def check_mappings(vm: Vm, waiting: list[int] | None = None) -> str | None:
                     continue
                 return f"{pm.name} maps {m} at {va:#x}, where there is no map entry"
             top = _chain_top_page(e, va)
+            if top is not m and changing and not _in_chain(e, m):
+                # vm_object_split (fork, map write-locked) moves the entry's pages to
+                # the new object before the entry points at it, sleeping on busy pages
+                # in between: judged when the map lock is dropped (a map-lock op is
+                # never skipped by StructureChecker).
+                continue
             if top is RELINKING:
                 if waiting is not None:
                     waiting.append(va)
@@ -156,6 +184,10 @@ def check_mappings(vm: Vm, waiting: list[int] | None = None) -> str | None:
         if pv_list:
             for pm, va in pv_list:
                 pte = pm.ptes.get(va)
+                if pte is None and pm.lock.owner is not None:
+                    if waiting is not None:         # the PTE comes or went under the lock
+                        waiting.append(va)
+                    continue
                 if pte is None or pte.page is not m:
                     return f"{m} has a pv entry for {pm.name} {va:#x} with no such PTE (PV)"
     return None
@@ -191,7 +223,7 @@ class StructureChecker(Hooks):
         self.checked_from = checked_from
         self.wants_footprints = every_step     # to see which steps wrote nothing
         self._passed = False    # the current state was checked (or kept) and passed
-        self._waiting = False   # ... but O3 waited for an object lock somewhere in it
+        self._waiting = False   # ... but O3 or PV waited for a lock somewhere in it
 
     def stepped(self, ex: Execution, t: Thread, op: Op, result: Any) -> None:
         """Check after the step."""
@@ -211,7 +243,8 @@ class StructureChecker(Hooks):
         # spawned thread's first segment), and an op that changes nothing check_structure
         # reads: not a Busy op (busy words), no lock op on a live map's lock (the check
         # relaxes W while a map is write-locked), no release of an object lock while O3
-        # waits for one (a chain ending at a write-locked object, _Relinking).
+        # waits for one (a chain ending at a write-locked object, _Relinking) nor of a
+        # pmap lock while PV waits for one (a pv entry whose PTE is not there).
         for _, kind in ex.last_footprint:
             if kind != "r":
                 return False
@@ -224,7 +257,7 @@ class StructureChecker(Hooks):
             return kind in _INERT_OPS
         if lock is None:
             return True
-        if self._waiting and kind in _RELEASING_OPS and lock.name == OBJECT_LOCK_CLASS:
+        if self._waiting and kind in _RELEASING_OPS and lock.name in _WAITED_LOCK_CLASSES:
             return False
         return all(vmap.lock is not lock for vmap in self.vm.maps)
 
@@ -248,6 +281,8 @@ class StructureChecker(Hooks):
 _LOCK_OPS = frozenset((ops.Acquire, ops.Release, ops.Upgrade, ops.Downgrade))
 # Lock ops that may give up an exclusive hold (Sleep drops its interlock).
 _RELEASING_OPS = frozenset((ops.Release, ops.Downgrade, ops.Sleep))
+# The lock classes whose holds relax a check (`waiting`): O3's and PV's.
+_WAITED_LOCK_CLASSES = frozenset((OBJECT_LOCK_CLASS, PMAP_LOCK_CLASS))
 # Ops with no effect on model state beyond their footprint (Atomic's function logs its
 # writes) and the scheduler's own (sleep queues, a new thread).
 _INERT_OPS = frozenset((ops.Atomic, ops.Resume, ops.Wakeup, ops.Pause, ops.Spawn))
