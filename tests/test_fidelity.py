@@ -224,3 +224,58 @@ def test_pageout_is_an_op_with_an_address() -> None:
     with pytest.raises(ScenarioError) as e:
         load_text(SWAP_ROUND_TRIP.replace('"pageout 0x2000"', '"pageout"'), "<bad>")
     assert "'pageout ADDR'" in str(e.value)
+
+
+# ---------------------------------------------------------------- docs/findings.md
+
+def test_the_findings_replay_as_written() -> None:
+    # Each replay command in docs/findings.md still reaches its stale mapping.
+    import re
+    from pathlib import Path
+
+    from faultline.check.search.strategies import ReplayStrategy
+    from faultline.rt.trace import schedule_from_str
+    text = (Path(__file__).parent.parent / "docs" / "findings.md").read_text()
+    found = re.findall(r"--scenario (\S+) --policy (\S+) --schedule '([^']+)'", text)
+    assert len(found) == 2
+    for name, policy, schedule in found:
+        r = run_once(load_scenario(name), policy, ReplayStrategy(schedule_from_str(schedule)))
+        v = r.outcome.violation
+        assert v is not None and "(O3)" in str(v), (name, v)
+
+
+class ShootDownOnceTheMapWasDropped(P.SbusyPolicy):
+    """docs/findings.md 1, candidate fix: ONEMAPPING vouches for nothing once the map
+    lock was dropped (a fork may have shared the object since): shoot down."""
+
+    name = "test-fix-shootdown-unlocked"
+
+    async def vm_fault_cow_must_remove_all(self, fs: object, m_cow: VmPage) -> bool:
+        if not fs.lookup_still_valid:  # type: ignore[attr-defined]
+            return True
+        return await super().vm_fault_cow_must_remove_all(fs, m_cow)  # type: ignore[arg-type]
+
+
+def test_the_candidate_fixes_close_the_findings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fix 1 as a policy; fix 2 (prefault keeps the top object read-locked on the found:
+    # path too) by wrapping vm_fault_prefault.
+    import faultline.kern.vm_fault as vf
+    from faultline.rt.sync import rw_rlock, rw_unlock
+    monkeypatch.setitem(P.POLICIES, ShootDownOnceTheMapWasDropped.name,
+                        ShootDownOnceTheMapWasDropped)
+    r = _dpor("swap-cow-vs-fork", ShootDownOnceTheMapWasDropped.name)
+    assert r.verdict == "pass" and r.exhaustive, r.counterexample
+    original = vf.vm_fault_prefault
+
+    async def locked_prefault(fs: vf.FaultState, addra: int, backward: int, forward: int,
+                              obj_locked: bool) -> None:
+        if obj_locked:
+            return await original(fs, addra, backward, forward, True)
+        assert fs.entry is not None and fs.entry.object is not None
+        top = fs.entry.object
+        await rw_rlock(top.lock)
+        await original(fs, addra, backward, forward, True)
+        await rw_unlock(top.lock)
+    monkeypatch.setattr(vf, "vm_fault_prefault", locked_prefault)
+    r = _dpor("prefault-vs-cow", "sbusy")
+    assert r.verdict == "pass" and r.exhaustive, r.counterexample

@@ -46,6 +46,16 @@ FREEBSD_NAMES: dict[str, str] = {
     "flag_post": "(scenario event post)",
     "flag_wait": "(scenario event wait)",
     "start_thread": "(scenario thread start)",
+    "vm_pageout_at": "vm_pageout (scenario's pageout ADDR)",
+    "vm_pageout_find": "vm_pageout_scan_inactive (victim: the page at ADDR)",
+    "vm_pageout_launder": "vm_pageout_launder / vm_pageout_clean",
+    "_pmap_enter_quick_locked": "pmap_enter_quick_locked",
+    "_pmap_enter_update": "pmap_enter (validate: same page)",
+    "_pte_clear": "pte_load_clear",
+    "_pte_store": "pte_store",
+    "_pv_list_insert": "pmap_enter (pv list insert)",
+    "_pv_list_remove": "pmap_pvh_remove",
+    "_assert_object_locked": "VM_OBJECT_ASSERT_LOCKED",
 }
 
 
