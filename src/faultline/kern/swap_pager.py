@@ -43,13 +43,6 @@ def swap_pager_haspage(obj: VmObject, pindex: int) -> bool:
     return pindex in obj.swap
 
 
-def swap_pager_find_least(obj: VmObject, pindex: int) -> int | None:
-    """swap_pager_find_least: the least index >= pindex with a swap block."""
-    lock_assert(obj.lock, "held")
-    found = [i for i in obj.swap if i >= pindex]
-    return min(found) if found else None
-
-
 async def swap_pager_getpages(obj: VmObject, m: VmPage) -> str:
     """swap_pager_getpages: object unlocked on entry and return, m xbusied by us.
     VM_PAGER_FAIL when obj has no block for m (the fault goes on down the chain);

@@ -21,6 +21,7 @@ from faultline.rt.context import Tracked, atomic_store, curtid, touch
 from faultline.rt.sync import BusyWord, blockcount_sleep, kassert, lock_assert
 
 if TYPE_CHECKING:
+    from faultline.kern.vm import VmDomain
     from faultline.kern.vm_object import VmObject
 
 VM_ALLOC_SBUSY = 0x1       # busy_sleep: only wait for an exclusive busy
@@ -115,7 +116,7 @@ async def vm_page_alloc(obj: VmObject, pindex: int) -> VmPage | None:
     return m
 
 
-async def vm_domain_allocate(dom: Any) -> bool:
+async def vm_domain_allocate(dom: VmDomain) -> bool:
     """vm_domain_allocate: take one page from the free count, atomically; False if
     none is left."""
     def take() -> bool:
@@ -126,14 +127,14 @@ async def vm_domain_allocate(dom: Any) -> bool:
     return await ops.atomic(dom, "vm_domain_allocate", take)
 
 
-async def vm_domain_freecnt_inc(dom: Any) -> None:
+async def vm_domain_freecnt_inc(dom: VmDomain) -> None:
     """vm_domain_freecnt_inc: give a page back; the first page after none were free
     wakes the faults sleeping in vm_waitpfault."""
     if await ops.atomic_add(dom, "free_count", 1) == 0:
         await ops.wakeup(dom)
 
 
-async def vm_waitpfault(dom: Any) -> None:
+async def vm_waitpfault(dom: VmDomain) -> None:
     """vm_waitpfault: sleep ("pfault") while no page is free.  FreeBSD's sleep times
     out and, after vm_pfault_oom_attempts, the OOM killer frees memory; neither is
     modelled, so a scenario in which nothing ever frees a page ends in a deadlock
@@ -228,7 +229,7 @@ async def vm_page_unwire(m: VmPage) -> None:
     kassert(old > 0, f"vm_page_unwire: {m} was not wired")
 
 
-def _domain_of(m: VmPage) -> Any:
+def _domain_of(m: VmPage) -> VmDomain | None:
     # The free count a freed page returns to, when the scenario limits memory.
     vm = m.vm
     return vm.domain if vm is not None and vm.domain.limited else None
