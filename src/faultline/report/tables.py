@@ -54,6 +54,7 @@ def scenario_json(s: Scenario) -> dict[str, Any]:
     return {"name": s.name, "description": " ".join(s.description.split()),
             "probes": list(s.probes), "expect": dict(sorted(s.expect.items())),
             "step_bound": s.step_bound, "threads": [t.name for t in s.threads],
+            "vm": {"free_pages": s.vm.free_pages, "prefault": s.vm.prefault},
             "path": s.source}
 
 
@@ -124,8 +125,10 @@ def _files_table(s: Scenario) -> Table:
 
 def _footer(s: Scenario) -> Text:
     expect = ", ".join(f"{p}: {v}" for p, v in sorted(s.expect.items())) or "none"
+    free = "unlimited" if s.vm.free_pages is None else f"{s.vm.free_pages} after setup"
     lines = [f"step bound: {s.step_bound}", f"expected verdicts: {expect}",
-             f"probes: {', '.join(s.probes) or 'none'}"]
+             f"probes: {', '.join(s.probes) or 'none'}",
+             f"vm: free pages {free}, prefault {'on' if s.vm.prefault else 'off'}"]
     if s.bound is not None:
         lines.append(f"DPOR bound: {s.bound.preemptions} preemption(s). "
                      f"{' '.join(s.bound.reason.split())}")
