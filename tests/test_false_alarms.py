@@ -81,6 +81,7 @@ def test_generator_covers_its_shapes() -> None:
     for kind in ("shared", "private", "file", "anon", "init", "inherit"):
         assert total["map:" + kind] >= n // 3, kind
     assert total["op:read"] >= 2 * n and total["op:write"] >= 2 * n
+    assert total["op:pageout"] >= n // 3       # swap paging, with the map dropped
     assert total["op:post"] >= n // 20 and total["op:wait"] == total["op:post"]
 
 

@@ -3,7 +3,8 @@
 What lives here: `random_scenario(seed)`, a small valid scenario drawn from one seed:
 1-3 root processes (some started from an image), forks (in a setup or a thread, and
 grandchildren), `exit`, `exec`, 1-3 threads per process, shared/private file/anonymous
-mappings (with `init` values sometimes), reads and writes, the range ops on whole,
+mappings (with `init` values sometimes), reads, writes and page-outs to swap, the range
+ops on whole,
 partial, middle-of-mapping, two-mapping and hole ranges, and sometimes one post/wait
 event in a shape that cannot deadlock; and `features(s)`, what a scenario exercises,
 read off the scenario itself (for coverage tests and the bench).
@@ -53,9 +54,9 @@ _PROT_CHOICES = (("rw", 5), ("r", 2), ("rwx", 1), ("rx", 1), ("none", 1))
 _MPROTECT_CHOICES = (("r", 3), ("rw", 3), ("none", 1), ("rx", 1), ("rwx", 1))
 _SEGMENT_PROTS = (("rx", 3), ("rw", 3), ("r", 1), ("rwx", 1))
 _THREAD_OPS = (("read", 28), ("write", 28), ("munmap", 6), ("mprotect", 8),
-               ("minherit", 6), ("mlock", 7), ("munlock", 4))
+               ("minherit", 6), ("mlock", 7), ("munlock", 4), ("pageout", 5))
 _SETUP_OPS = (("read", 2), ("write", 3), ("munmap", 1), ("mprotect", 1), ("minherit", 1),
-              ("mlock", 1))
+              ("mlock", 1), ("pageout", 1))
 RANGE_OPS = ("munmap", "mprotect", "minherit", "mlock", "munlock")
 
 
@@ -313,6 +314,8 @@ class _Gen:
             return Op("read", addr=self.address(proc))
         if kind == "write":
             return Op("write", addr=self.address(proc), value=self.value())
+        if kind == "pageout":
+            return Op("pageout", addr=self.address(proc))
         page, pages = self.span(proc)
         addr = _page(page)
         if kind == "mprotect":
