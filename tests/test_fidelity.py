@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from faultline.check.explore import CheckConfig, check_scenario, run_once
+from faultline.check.explore import CheckConfig, ScenarioResult, check_scenario, run_once
 from faultline.check.search.strategies import RandomStrategy
 from faultline.kern import policy as P
 from faultline.kern.vm_page import VmPage
 from faultline.scenario.loader import ScenarioError, load_scenario, load_text
-from faultline.scenario.spec import VmSpec
+from faultline.scenario.spec import Scenario, VmSpec
 from faultline.scenario.toml_out import to_toml
 
 SWAP_ROUND_TRIP = """
@@ -60,7 +60,7 @@ def prefault_mutant() -> Iterator[str]:
     del P.POLICIES[PrefaultMapsInvalid.name]
 
 
-def _dpor(name_or_scenario: object, policy: str, bound: int = 2) -> object:
+def _dpor(name_or_scenario: str | Scenario, policy: str, bound: int = 2) -> ScenarioResult:
     s = load_scenario(name_or_scenario) if isinstance(name_or_scenario, str) \
         else name_or_scenario
     return check_scenario(s, CheckConfig(policy=policy, strategy="dpor",
@@ -118,7 +118,7 @@ def test_prefault_mapping_an_invalid_page_is_caught(prefault_mutant: str) -> Non
     assert v["kind"] == "invariant" and "maps invalid" in v["message"], v
 
 
-def _without_prefault(name: str) -> object:
+def _without_prefault(name: str) -> Scenario:
     off = dataclasses.replace(load_scenario(name), vm=VmSpec(prefault=False))
     assert load_text(to_toml(off), "<off>") == dataclasses.replace(off, source="<off>")
     return off
