@@ -18,43 +18,35 @@ Must not be added: model or checker logic, or rendering beyond gluing `report` p
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shlex
-import sys
 import time
-import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from faultline import __version__
 from faultline.check import explore
-from faultline.check.explore import CheckConfig, RunResult, ScenarioResult, SettingError
+from faultline.check.explore import CheckConfig, RunResult, ScenarioResult
 from faultline.check.running import checkpoint, files
-from faultline.check.running.checkpoint import CheckpointError
-from faultline.check.running.files import OutputError
 from faultline.check.running.parallel import STRATEGIES, check_many
 from faultline.check.running.ray_backend import RayError
 from faultline.check.search import portfolio
-from faultline.cli import counterexample
-from faultline.cli.counterexample import CounterexampleError
+from faultline.cli import counterexample, sim_cmd
+from faultline.cli.common import (
+    EXIT_OK,
+    EXIT_VIOLATION,
+    BadInput,
+    _emit_json,
+    _LazyProgress,
+    _out,
+    _reported,
+    _say,
+)
 from faultline.kern.policy import POLICIES
-from faultline.kern.vm_map import NotModelled
 from faultline.report.tables import (
     catalog_table,
     coverage_table,
@@ -70,16 +62,11 @@ from faultline.report.trace_view import (
     render_outcome,
     render_run_description,
 )
-from faultline.rt.execution import FaultlineInternalError, ReplayDivergence
-from faultline.rt.sync import not_modelled
 from faultline.rt.trace import MAX_SCHEDULE_STEPS, RunRecord, ScheduleTooLong, schedule_from_str
 from faultline.scenario import loader
 from faultline.scenario.loader import ScenarioError
 from faultline.scenario.spec import Scenario
 
-EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-EXIT_INTERRUPTED = 130
-PIPE_WIDTH = 160              # rich width when stdout is not a terminal and COLUMNS unset
 LONG_SCHEDULE = 400           # longer schedules are replayed from a file, not a flag
 
 app = typer.Typer(
@@ -89,71 +76,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-
-# ---------------------------------------------------------------- errors and output
-
-class BadInput(Exception):
-    """Input faultline cannot use: reported as one stderr line, exit status 2."""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _die(message: str) -> NoReturn:
-    typer.echo(f"faultline: error: {_one_line(message)}", err=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
-
-
-def _internal(exc: Exception) -> NoReturn:
-    traceback.print_exception(exc)
-    what = _one_line(str(exc))
-    if not isinstance(exc, FaultlineInternalError):
-        what = f"bug in faultline, not in your scenario: {type(exc).__name__}: {what}"
-    typer.echo(f"faultline: internal error: {what}", err=True)
-    raise typer.Exit(EXIT_INTERNAL)
-
-
-@contextmanager
-def _reported() -> Iterator[None]:
-    """Turn bad input raised inside the block into `faultline: error: ...` and exit 2;
-    anything else unexpected is a bug in faultline (traceback, exit 3)."""
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except (BadInput, ScenarioError, CheckpointError, CounterexampleError, OutputError,
-            SettingError) as e:
-        _die(str(e))
-    except ReplayDivergence as e:
-        _die(f"replay diverged: {e}")
-    except NotModelled as e:
-        _die(f"not modelled: {e}")
-    except FaultlineInternalError as e:
-        nm = not_modelled(e)
-        if nm is not None:
-            _die(f"not modelled: {nm}")
-        _internal(e)
-    except KeyboardInterrupt as e:
-        # A checkpointed run says where it saved (check.running.interrupt.Interrupted).
-        typer.echo(f"faultline: interrupted{f': {e}' if str(e) else ''}", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except Exception as e:
-        _internal(e)
-
-
-def _out() -> Console:
-    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(highlight=False, width=PIPE_WIDTH if piped else None)
-
-
-def _say(console: Console, line: str, style: str = "") -> None:
-    console.print(Text(line, style=style), soft_wrap=True)
-
-
-def _emit_json(doc: Any) -> None:
-    typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
 
 
 # ---------------------------------------------------------------- argument checks
@@ -261,82 +183,6 @@ def _processes(s: Scenario) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- progress
-
-class _LazyProgress:
-    """A transient progress bar on stderr that appears only once the work has taken
-    longer than DELAY seconds, and only on a terminal; elsewhere (a CI log) a plain
-    status line every LINE_EVERY seconds.  Wall clock is fine here: it never reaches a
-    result.  `total` None: open-ended (DPOR, whose tree size is only estimated)."""
-
-    DELAY = 1.0
-    LINE_EVERY = 30.0
-
-    def __init__(self, total: int | None, enabled: bool) -> None:
-        self.console = Console(stderr=True)
-        self.total, self.enabled = total, enabled
-        self.terminal = self.console.is_terminal
-        self.done, self.label, self.counted = 0, "", False
-        self.t0 = self.last_line = time.monotonic()
-        self._bar: Progress | None = None
-        self._task: TaskID | None = None
-
-    def describe(self, label: str) -> None:
-        """Name the work in progress (a scenario)."""
-        self.label = label
-        self._sync()
-
-    def status(self, text: str) -> None:
-        """A DPOR exploration's own status line (it counts executions itself)."""
-        self.label, self.counted = text, True
-        self._sync()
-
-    def advance(self, n: int = 1) -> None:
-        """`n` more executions done (the check_scenario progress callback)."""
-        self.done += n
-        self._sync()
-
-    def reach(self, done: int) -> None:
-        """Jump to `done` (a scenario stopped early at a violation)."""
-        self.done = done
-        self._sync()
-
-    def close(self) -> None:
-        """Remove the bar, if it ever appeared."""
-        if self._bar is not None:
-            self._bar.stop()
-
-    def _rate(self) -> str:
-        elapsed = time.monotonic() - self.t0
-        return f"{self.done / elapsed:,.0f} executions/s" if elapsed > 0 else ""
-
-    def _sync(self) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not self.terminal:
-            if now - self.last_line >= self.LINE_EVERY:
-                self.last_line = now
-                count = "" if self.counted else f": {self.done:,} executions"
-                self.console.print(f"progress: {self.label}{count}, {self._rate()}",
-                                   highlight=False, soft_wrap=True)
-            return
-        if self._bar is None:
-            if now - self.t0 < self.DELAY:
-                return
-            self._start()
-        assert self._bar is not None and self._task is not None
-        self._bar.update(self._task, completed=self.done, description=self.label,
-                         rate=self._rate())
-
-    def _start(self) -> None:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]
-        if self.total is not None:
-            columns.append(TimeRemainingColumn())
-        self._bar = Progress(*columns, console=self.console, transient=True)
-        self._task = self._bar.add_task(self.label, total=self.total, rate="")
-        self._bar.start()
-
 
 # ---------------------------------------------------------------- commands: catalog
 
@@ -819,6 +665,10 @@ def replay(
                            processes=_processes(s))
             _replay_notes(out, record, result, replayed.verdict)
     raise typer.Exit(EXIT_VIOLATION if replayed.violation else EXIT_OK)
+
+
+app.command("sim")(sim_cmd.sim)
+app.command("calibrate")(sim_cmd.calibrate)
 
 
 def main() -> None:

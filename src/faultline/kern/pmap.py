@@ -148,6 +148,7 @@ async def pmap_try_insert_pv_entry(pm: Pmap, va: int, m: VmPage,
         return False, held
     held = await _pv_lock_change(pm.vm, held, m)
     _pv_list_insert(pm, va, m)
+    await ops.cost("pv entry", line=m)
     return True, held
 
 
@@ -181,9 +182,11 @@ async def pmap_enter(pm: Pmap, va: int, m: VmPage, writable: bool, wired: bool,
         _pte_clear(pm, va)
         pv = await _pv_lock_change(vm, pv, old.page)   # CHANGE_PV_LIST_LOCK_TO_PHYS
         _pv_list_remove(pm, va, old.page)
+        await ops.cost("pv entry", line=old.page)
         await ops.note("pmap-replace", {"va": va, "old": repr(old.page), "new": repr(m)})
     pv = await _pv_lock_change(vm, pv, m)
     _pv_list_insert(pm, va, m)
+    await ops.cost("pv entry", line=m)
     if writable:
         atomic_store(m, "writeable", True)            # vm_page_aflag_set PGA_WRITEABLE
     _pte_store(pm, va, Pte(m, writable, wired))
@@ -266,7 +269,7 @@ async def pmap_remove(pm: Pmap, sva: int, eva: int) -> None:
     pv: Lock | None = None
     for va in sorted(v for v in pm.ptes if sva <= v < eva):
         pv = await _pv_lock_change(pm.vm, pv, pm.ptes[va].page)
-        _pv_remove(pm, va)
+        await ops.cost("pv entry", line=_pv_remove(pm, va))
     if pv is not None:
         await rw_unlock(pv)
     await mtx_unlock(pm.lock)
@@ -290,6 +293,7 @@ async def pmap_remove_all(vm: Vm, m: VmPage) -> None:
                 await mtx_unlock(pm.lock)
                 continue
         _pv_remove(pm, va)
+        await ops.cost("pv entry", line=m)
         await mtx_unlock(pm.lock)
     atomic_store(m, "writeable", False)               # vm_page_aflag_clear
     await rw_unlock(lock)

@@ -75,6 +75,7 @@ def proc_create(vm: Vm, name: str) -> Proc:
 async def vm_fault_trap(p: Proc, va: int, write: bool) -> str:
     """vm_fault_trap: the trap handler's call into vm_fault for a user fault."""
     assert p.map is not None
+    await ops.cost("trap")
     return await vm_fault(p.map, va, VM_PROT_WRITE if write else VM_PROT_READ)
 
 

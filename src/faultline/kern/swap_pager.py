@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 
 VM_PAGER_OK, VM_PAGER_BAD, VM_PAGER_FAIL = "VM_PAGER_OK", "VM_PAGER_BAD", "VM_PAGER_FAIL"
 
-SWAP_READ_NS = 60_000      # one 4 KiB read from swap on a fast SSD
-SWAP_WRITE_NS = 80_000     # one 4 KiB write to swap
-
 
 def swap_pager_haspage(obj: VmObject, pindex: int) -> bool:
     """swap_pager_haspage: obj has a swap block at pindex (object locked)."""
@@ -55,7 +52,6 @@ async def swap_pager_getpages(obj: VmObject, m: VmPage) -> str:
         return VM_PAGER_FAIL
     block = obj.swap[m.pindex]
     await rw_unlock(obj.lock)
-    await ops.cost(SWAP_READ_NS, "swap read")
     await ops.pause("swread")                 # the I/O: other threads run meanwhile
     m.content = block
     vm_page_valid(m)
@@ -74,7 +70,6 @@ async def swap_pager_putpages(obj: VmObject, m: VmPage) -> None:
     obj.swap[m.pindex] = m.content
     await vm_object_pip_add(obj, 1)
     await rw_unlock(obj.lock)
-    await ops.cost(SWAP_WRITE_NS, "swap write")
     await ops.pause("swwrt")
     await rw_wlock(obj.lock)
     await vm_object_pip_wakeup(obj)

@@ -57,6 +57,13 @@ class Vm:
     procs: list[Proc] = field(default_factory=list)
     files: dict[str, VmObject] = field(default_factory=dict)
     pv_list_locks: list[Lock] = field(default_factory=list)
+    # The simulator's physical layout (kern/vm.py's defaults serve the checker):
+    pv_superpage_locks: bool = False   # one pv lock per 2 MiB frame (amd64 NUMA kernels)
+    pv_locks_per_line: int = 1         # hashed pv locks sharing a 64-byte cache line
+    reserv_frames: int = 0             # >0: pages come from per-object 2 MiB reservations
+                                       # placed among this many frames (vm_reserv)
+    reserv_seed: int = 0               # where reservations land, as a seeded draw
+    keep_pages: bool = True            # keep every page in `pages` (invariants walk it)
     next_oid: int = 1
     domain: VmDomain = field(default_factory=VmDomain)
     prefault: bool = True              # vm_fault_prefault and exec's MAP_PREFAULT
@@ -64,20 +71,40 @@ class Vm:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.pv_list_locks = [Lock("pmap pv list", f"pv{i}", "rw")
-                              for i in range(self.npv_locks)]
+        self.pv_list_locks = [
+            Lock("pmap pv list", f"pv{i}", "rw", line=("pv line", i // self.pv_locks_per_line))
+            for i in range(self.npv_locks)]
+        self._superpage_locks: dict[int, Lock] = {}
+        self._npages = 0
 
-    def new_page(self) -> VmPage:
-        """vm_phys: hand out the next free frame (never reused: freed pages stay freed)."""
-        index = len(self.pages)
-        phys = self.first_phys + index * self.phys_stride
+    def new_page(self, obj: VmObject | None = None, pindex: int = 0) -> VmPage:
+        """vm_phys / vm_reserv: hand out a free frame (never reused: freed pages stay
+        freed).  With reservations (the simulator), an object's pages at pindex
+        p sit in the 2 MiB frame reserved for (object, p >> 9), at offset p & 511, as
+        vm_reserv_alloc_page places them; otherwise frames count up by phys_stride."""
+        index = self._npages
+        self._npages += 1
+        if self.reserv_frames and obj is not None:
+            frame = _reserv_frame(self.reserv_seed, obj.oid, pindex >> NPDEPG_SHIFT,
+                                  self.reserv_frames)
+            phys = (frame << NPDEPG_SHIFT) + (pindex & ((1 << NPDEPG_SHIFT) - 1))
+        else:
+            phys = self.first_phys + index * self.phys_stride
         m = VmPage(index=index, phys=phys, busy=BusyWord(f"page{index}"), vm=self)
-        self.pages.append(m)
+        if self.keep_pages:
+            self.pages.append(m)
         return m
 
     def pv_list_lock(self, m: VmPage) -> Lock:
-        """PHYS_TO_PV_LIST_LOCK: pv locks hashed by 2 MiB frame of the physical address."""
-        return self.pv_list_locks[(m.phys >> NPDEPG_SHIFT) % self.npv_locks]
+        """PHYS_TO_PV_LIST_LOCK: the pv lock of m's 2 MiB frame: hashed into
+        NPV_LIST_LOCKS locks, or the frame's own lock (pv_table[pa_index].pv_lock)."""
+        frame = m.phys >> NPDEPG_SHIFT
+        if not self.pv_superpage_locks:
+            return self.pv_list_locks[frame % self.npv_locks]
+        lock = self._superpage_locks.get(frame)
+        if lock is None:
+            lock = self._superpage_locks[frame] = Lock("pmap pv list", f"pv.sp{frame}", "rw")
+        return lock
 
     def serial(self) -> int:
         """A fresh allocation number (map entries' stable names)."""
@@ -87,3 +114,16 @@ class Vm:
     def count(self, what: str) -> None:
         """A VM counter (v_cow_faults, v_cow_optim, object_collapses, ...)."""
         self.counters[what] = self.counters.get(what, 0) + 1
+
+
+def _reserv_frame(seed: int, oid: int, chunk: int, frames: int) -> int:
+    """Where vm_reserv puts object `oid`'s reservation number `chunk`: a seeded,
+    stateless scramble (splitmix64) of the three, so placement is reproducible and
+    independent of allocation order."""
+    x = (seed * 0x9E3779B97F4A7C15 + oid * 0xBF58476D1CE4E5B9 + chunk) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (x ^ (x >> 31)) % frames
+
+
+_MASK64 = (1 << 64) - 1

@@ -503,6 +503,7 @@ async def vm_fault_zerofill(fs: FaultState) -> None:
     fs.m, fs.first_m = fs.first_m, None
     assert fs.m is not None
     if fs.m_needs_zeroing:
+        await ops.cost("page zero")
         pmap_zero_page(fs.m)
     vm_page_valid(fs.m)
     await ops.note("zerofill", repr(fs.m))
@@ -560,6 +561,7 @@ async def _vm_fault_cow_copy(fs: FaultState, locked_first: bool) -> None:
     assert m is not None and first_m is not None and fs.first_object is not None
     if locked_first:
         await rw_unlock(fs.first_object.lock)
+    await ops.cost("page copy")
     pmap_copy_page(m, first_m)
     fs.m_cow, fs.m = m, None
     await ops.note("cow-copy", {"src": repr(m), "dst": repr(first_m),

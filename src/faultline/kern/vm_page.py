@@ -110,7 +110,7 @@ async def vm_page_alloc(obj: VmObject, pindex: int) -> VmPage | None:
     if vm.domain.limited and not await vm_domain_allocate(vm.domain):
         await ops.note("page-alloc-failed", {"object": repr(obj), "pindex": pindex})
         return None
-    m = vm.new_page()
+    m = vm.new_page(obj, pindex)
     m.busy.xowner = curtid()       # not yet visible: a plain store is enough
     vm_page_insert(m, obj, pindex)
     return m

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["VM_PAGER_BAD", "VM_PAGER_FAIL", "VM_PAGER_OK", "vm_pager_get_pages"]
 
-DISK_READ_NS = 50_000     # one 4 KiB read from a fast SSD
-
 
 async def vm_pager_get_pages(obj: VmObject, m: VmPage) -> str:
     """vm_pager_get_pages: VM_PAGER_OK (m valid), VM_PAGER_FAIL (the pager does not
@@ -41,7 +39,6 @@ async def vnode_pager_getpages(obj: VmObject, m: VmPage) -> str:
     """vnode_pager_getpages: read m's contents from the file."""
     if m.pindex >= len(obj.file):
         return VM_PAGER_BAD
-    await ops.cost(DISK_READ_NS, "disk read")
     await ops.pause("biord")                  # the I/O: other threads run meanwhile
     m.content = obj.file[m.pindex]
     vm_page_valid(m)

@@ -22,6 +22,9 @@ current: Any = None   # the rt.execution.Thread being resumed, or None outside a
 # Whether the execution resuming `current` has an observer of notes: without one,
 # rt.ops.note skips its trap (a yield through every frame awaiting it).
 noting: bool = False
+# Whether a timed driver (the simulator) reads Cost ops: without one, rt.ops.cost skips
+# its trap.  Set for a whole timed run, not per step.
+costing: bool = False
 
 
 def curthread() -> Any:

@@ -132,10 +132,14 @@ class Spawn(Op):
 
 @dataclass(frozen=True, slots=True)
 class Cost(Op):
-    """Charge `ns` nanoseconds of CPU work labelled `label` (used by the simulator)."""
+    """`units` units of CPU work of kind `label` ("page zero", "page copy", ...): the
+    simulator's cost model says what one unit costs; the model never names a time.
+    `line`, if given, is a model object whose shared data the work writes (a page's
+    pv list): the simulator adds the cache-line hand-off when another CPU wrote it."""
 
-    ns: int
     label: str
+    units: int = 1
+    line: Any = None
     inline = True
 
 
@@ -242,9 +246,11 @@ async def spawn(name: str, group: str, coro: Any) -> None:
     await _trap(Spawn(name, group, coro))
 
 
-async def cost(ns: int, label: str) -> None:
-    """Charge simulated CPU time; free in the checker."""
-    await _trap(Cost(ns, label))
+async def cost(label: str, units: int = 1, line: Any = None) -> None:
+    """Charge `units` of CPU work of kind `label` (writing `line`'s shared data) to the
+    simulated CPU; free (no trap) unless a timed driver is listening."""
+    if context.costing:
+        await _trap(Cost(label, units, line))
 
 
 async def note(kind: str, data: Any = None) -> None:

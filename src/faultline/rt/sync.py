@@ -56,12 +56,15 @@ class Lock:
     """A mutex ("mtx"), reader/writer lock ("rw") or shared/exclusive lock ("sx").
 
     `name` is the WITNESS class (e.g. "vm object"), `label` names this instance.
-    `dupok` allows holding two locks of the same class (FreeBSD RW_DUPOK)."""
+    `dupok` allows holding two locks of the same class (FreeBSD RW_DUPOK).  `line`
+    names the cache line the lock word sits on when several locks share one (the
+    simulator's coherence cost; None: a line of its own)."""
 
     name: str
     label: str
     kind: str = "rw"
     dupok: bool = False
+    line: Any = None
     owner: int | None = None
     readers: list[int] = field(default_factory=list)
 

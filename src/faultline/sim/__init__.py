@@ -1,0 +1,1 @@
+"""The timed contention simulator: the model on N simulated CPUs (SimPy)."""
