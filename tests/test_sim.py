@@ -274,6 +274,17 @@ def test_cli_sim_bad_input(args: list[str], words: str) -> None:
     assert words in r.stderr
 
 
+def test_cli_sim_out_must_be_a_directory(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = _run("sim", "page-fault1", "--cpus", "1", "--out", str(f))
+    assert r.exit_code == 2
+    assert "not a directory" in r.stderr
+    r = _run("sim", "page-fault1", "--cpus", "1", "--out", str(f / "sub"))
+    assert r.exit_code == 2
+    assert "cannot create" in r.stderr
+
+
 def test_cli_calibrate_json() -> None:
     r = _run("calibrate", "--duration-ms", "2", "--json")
     assert r.exit_code == 0, r.output

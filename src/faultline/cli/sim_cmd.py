@@ -121,8 +121,8 @@ def sim(
                            f"({top.describe()})")
         policies = _names(policy, list(POLICIES), "--policy")
         layouts = _names(pv_locks, PV_LAYOUTS, "--pv-locks")
-        if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-            raise BadInput(f"--out: {out_dir} exists and is not a directory")
+        if out_dir is not None:
+            _writable_dir(out_dir)
         base = dict(workload=workload, duration_ns=int(duration_ms * 1e6),
                     warmup_ns=int(warmup_ms * 1e6), seed=seed, shared_binary=shared_binary,
                     topology=top)
@@ -170,6 +170,18 @@ def sim(
         if out_dir is not None:
             _say(out, f"wrote {len(written)} files to {out_dir}: "
                       + ", ".join(p.name for p in written))
+
+
+def _writable_dir(path: Path) -> None:
+    """--out: a directory we can write (made if missing), checked before any work."""
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"--out: {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f"--out: cannot create {path}: {e.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise BadInput(f"--out: {path} is not writable")
 
 
 def _write_outputs(out_dir: Path, points: Sequence[SimPoint], docs: list[dict[str, Any]]
@@ -227,7 +239,7 @@ def calibrate(
         "--duration-ms", min=0.1, help="Measured simulated time per point.")] = 10.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """W5: cost per exec and per fault at one CPU, beside the anchors' ranges."""
+    """Cost per exec and per fault at one CPU, beside the published anchors' ranges."""
     out = _out()
     with _reported():
         if policy not in POLICIES:
