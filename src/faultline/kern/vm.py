@@ -62,7 +62,7 @@ class Vm:
     pv_locks_per_line: int = 1         # hashed pv locks sharing a 64-byte cache line
     reserv_frames: int = 0             # >0: pages come from per-object 2 MiB reservations
                                        # placed among this many frames (vm_reserv)
-    reserv_seed: int = 0               # where reservations land, as a seeded draw
+    reserv_seed: int = 0               # seeds where reservations land (_reserv_frame)
     keep_pages: bool = True            # keep every page in `pages` (invariants walk it)
     next_oid: int = 1
     domain: VmDomain = field(default_factory=VmDomain)

@@ -101,7 +101,6 @@ class TimedRun(Hooks):
         self.end_ns = end_ns
         self.cpu_of: dict[int, int] = {}                  # tid -> CPU
         self.on_cpu: dict[int, bool] = {}                 # tid -> running (not asleep)
-        self._wake_events: dict[int, simpy.Event] = {}     # tid -> its sleep's event
         self._waiting: dict[int, simpy.Event] = {}        # tid -> the event it waits on
         self._lock_waiters: dict[Any, deque[tuple[Thread, simpy.Event]]] = {}
         # tid -> the cost() work its code did since its last step was charged
@@ -121,8 +120,7 @@ class TimedRun(Hooks):
         """Start model thread `name` on the next free CPU (one thread per CPU)."""
         if len(self.cpu_of) >= self.ncpus:
             coro.close()
-            raise SimError(f"thread {name} needs a CPU: all {self.ncpus} have a thread "
-                           f"(the simulator pins one thread per CPU)")
+            raise self._no_cpu(name)
         prev, context.costing = context.costing, True
         try:
             t = self.ex.spawn(name, name, coro)
@@ -131,6 +129,10 @@ class TimedRun(Hooks):
         if root:
             self.roots[t.tid] = root
         return t
+
+    def _no_cpu(self, name: str) -> SimError:
+        return SimError(f"thread {name} needs a CPU: all {self.ncpus} have a thread "
+                        f"(the simulator pins one thread per CPU)")
 
     def op_done(self, kind: str) -> None:
         """A workload finished one operation (an exec, a touched page) now."""
@@ -145,8 +147,7 @@ class TimedRun(Hooks):
         """Give the new thread a CPU and a SimPy process."""
         cpu = len(self.cpu_of)
         if cpu >= self.ncpus:
-            raise SimError(f"thread {t.name} needs a CPU: all {self.ncpus} have a thread "
-                           f"(the simulator pins one thread per CPU)")
+            raise self._no_cpu(t.name)
         self.cpu_of[t.tid] = cpu
         self.on_cpu[t.tid] = True
         self.ledger.begin(cpu, int(self.env.now))
@@ -313,7 +314,7 @@ class TimedRun(Hooks):
     # -- sleeping
     def _sleep(self, t: Thread, cpu: int, wmesg: str) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        ev = self._wake_events[t.tid] = self._waiting[t.tid] = env.event()
+        ev = self._waiting[t.tid] = env.event()
         self.on_cpu[t.tid] = False
         stack = self.ledger.stack_of(t, self.roots) if self.ledger.profile else None
         self.ledger.open_wait(cpu, "sleep", wmesg, stack)
@@ -325,9 +326,10 @@ class TimedRun(Hooks):
         yield env.timeout(self.costs.cswitch_ns)
 
     def woken(self, t: Thread) -> None:
-        """wakeup() made `t` runnable: end its SimPy wait."""
-        ev = self._wake_events.pop(t.tid, None)
-        if ev is not None:
+        """wakeup() made `t` runnable: end its SimPy wait (if its process already waits;
+        otherwise it finds `t.woken` set when it reaches the Resume)."""
+        ev = self._waiting.get(t.tid)
+        if ev is not None and not ev.triggered:
             ev.succeed()
 
     def _pause(self, t: Thread, cpu: int, wmesg: str) -> Generator[simpy.Event, Any, None]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from faultline.check.running.runners import Ordered, open_runner
@@ -161,12 +161,5 @@ def sweep(configs: Sequence[SimConfig], jobs: int = 1, *, use_ray: bool = False,
     return out
 
 
-def config_dict(cfg: SimConfig) -> dict[str, Any]:
-    """A config as JSON."""
-    d = asdict(cfg)
-    d["topology"] = asdict(cfg.topology)
-    return d
-
-
 __all__ = ["DEFAULT_CPUS", "DEFAULT_POLICIES", "SimConfig", "SimError", "SimPoint",
-           "config_dict", "simulate", "sweep"]
+           "simulate", "sweep"]
