@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -673,7 +674,13 @@ app.command("calibrate")(sim_cmd.calibrate)
 
 def main() -> None:
     """The `faultline` console script."""
-    app()
+    try:
+        app()
+    finally:
+        # The command has finished and said so: a Ctrl-C during interpreter shutdown
+        # (joining a worker pool's threads) would only kill the process by SIGINT and
+        # lose the exit status the command chose.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
