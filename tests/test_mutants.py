@@ -1,68 +1,22 @@
-"""The checker finds real bugs: policies that break one decision D51474's argument relies
-on are caught by the scenarios that probe it (the seeded-bug catalog will grow from
-these)."""
+"""The checker finds real bugs: the seeded bugs of kern.mutants, each breaking one
+decision D51474's argument relies on, are caught by the scenarios that probe it."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
 from faultline.check.explore import CheckConfig, check_scenario
-from faultline.kern import policy as P
-from faultline.kern.vm_fault import FaultState
-from faultline.kern.vm_page import VmPage
 from faultline.scenario.loader import load_scenario
 
 
-class NoShootdown(P.SbusyPolicy):
-    """CVE-2021-29626: the COW copy path never shoots down the other mappings of m_cow."""
-
-    name = "test-no-shootdown"
-
-    async def vm_fault_cow_must_remove_all(self, fs: FaultState, m_cow: VmPage) -> bool:
-        return False
-
-
-class RenameSbusied(P.SbusyPolicy):
-    """vm_fault_cow renames a page that is only shared-busied (others rely on it)."""
-
-    name = "test-rename-sbusied"
-
-    def vm_fault_cow_may_rename(self, fs: FaultState) -> bool:
-        return True
-
-
-class SbusyWritable(P.SbusyPolicy):
-    """Share-busy every valid page, even one this fault maps writable."""
-
-    name = "test-sbusy-writable"
-
-    async def vm_fault_object_may_sbusy(self, fs: FaultState) -> bool:
-        assert fs.m is not None
-        return fs.m.valid
-
-    def vm_fault_object_sbusy_recheck(self, fs: FaultState) -> bool:
-        return True
-
-
-@pytest.fixture(autouse=True)
-def mutants() -> Iterator[None]:
-    for cls in (NoShootdown, RenameSbusied, SbusyWritable):
-        P.POLICIES[cls.name] = cls
-    yield
-    for cls in (NoShootdown, RenameSbusied, SbusyWritable):
-        del P.POLICIES[cls.name]
-
-
 @pytest.mark.parametrize(("policy", "scenario", "kinds"), [
-    ("test-no-shootdown", "shared-shadow-inval", {"invariant", "memory"}),
-    ("test-no-shootdown", "shared-shadow-inval-block-xfer", {"invariant", "memory"}),
-    ("test-no-shootdown", "shared-shadow-inval-collapse", {"invariant", "memory", "panic"}),
-    ("test-rename-sbusied", "cow-rename", {"panic"}),
-    ("test-rename-sbusied", "cow-vs-collapse", {"panic"}),
-    ("test-sbusy-writable", "rw-race-top", {"panic"}),
-    ("test-sbusy-writable", "zero-fill-parallel", {"panic"}),
+    ("no-shootdown", "shared-shadow-inval", {"invariant", "memory"}),
+    ("no-shootdown", "shared-shadow-inval-block-xfer", {"invariant", "memory"}),
+    ("no-shootdown", "shared-shadow-inval-collapse", {"invariant", "memory", "panic"}),
+    ("rename-sbusied", "cow-rename", {"panic"}),
+    ("rename-sbusied", "cow-vs-collapse", {"panic"}),
+    ("sbusy-write", "rw-race-top", {"panic"}),
+    ("sbusy-write", "zero-fill-parallel", {"panic"}),
 ])
 def test_mutant_is_caught(policy: str, scenario: str, kinds: set[str]) -> None:
     r = check_scenario(load_scenario(scenario), CheckConfig(policy=policy, runs=500))
@@ -73,16 +27,16 @@ def test_mutant_is_caught(policy: str, scenario: str, kinds: set[str]) -> None:
 
 def test_cve_message_names_the_stale_mapping() -> None:
     r = check_scenario(load_scenario("shared-shadow-inval"),
-                       CheckConfig(policy="test-no-shootdown", runs=50))
+                       CheckConfig(policy="no-shootdown", runs=50))
     assert r.counterexample is not None and r.counterexample.violation is not None
     msg = r.counterexample.violation["message"]
     assert "p2" in msg and "0x1000" in msg
 
 
 @pytest.mark.parametrize(("policy", "scenario"), [
-    ("test-no-shootdown", "shared-shadow-inval"),
-    ("test-rename-sbusied", "cow-rename"),
-    ("test-sbusy-writable", "rw-race-top"),
+    ("no-shootdown", "shared-shadow-inval"),
+    ("rename-sbusied", "cow-rename"),
+    ("sbusy-write", "rw-race-top"),
 ])
 def test_dpor_finds_the_mutant_within_two_preemptions(policy: str, scenario: str) -> None:
     from faultline.check.explore import replay
@@ -97,8 +51,8 @@ def test_dpor_finds_the_mutant_within_two_preemptions(policy: str, scenario: str
 
 
 @pytest.mark.parametrize(("policy", "scenario"), [
-    ("test-rename-sbusied", "cow-rename"),
-    ("test-sbusy-writable", "rw-race-top"),
+    ("rename-sbusied", "cow-rename"),
+    ("sbusy-write", "rw-race-top"),
 ])
 def test_counterexamples_are_shrunk_to_few_preemptions(policy: str, scenario: str) -> None:
     from faultline.check.explore import replay
@@ -116,13 +70,13 @@ def test_counterexamples_are_shrunk_to_few_preemptions(policy: str, scenario: st
 
 
 @pytest.mark.parametrize(("policy", "scenario"), [
-    ("test-no-shootdown", "shared-shadow-inval"),
-    ("test-no-shootdown", "shared-shadow-inval-block-xfer"),
-    ("test-no-shootdown", "shared-shadow-inval-collapse"),
-    ("test-rename-sbusied", "cow-rename"),
-    ("test-rename-sbusied", "cow-vs-collapse"),
-    ("test-sbusy-writable", "rw-race-top"),
-    ("test-sbusy-writable", "zero-fill-parallel"),
+    ("no-shootdown", "shared-shadow-inval"),
+    ("no-shootdown", "shared-shadow-inval-block-xfer"),
+    ("no-shootdown", "shared-shadow-inval-collapse"),
+    ("rename-sbusied", "cow-rename"),
+    ("rename-sbusied", "cow-vs-collapse"),
+    ("sbusy-write", "rw-race-top"),
+    ("sbusy-write", "zero-fill-parallel"),
 ])
 def test_the_scenarios_stated_bound_catches_its_seeded_bug(policy: str, scenario: str) -> None:
     """The catalog's [bound] reasons say the seeded bugs are found within the bound."""
@@ -139,7 +93,7 @@ def test_a_dpor_violation_found_with_two_jobs_replays_with_one() -> None:
     from faultline.check.explore import replay
     from faultline.check.running.parallel import check_many
     scenarios = [load_scenario("mprotect-vs-fault"), load_scenario("cow-rename")]
-    cfg = CheckConfig(policy="test-rename-sbusied", strategy="dpor", max_executions=300)
+    cfg = CheckConfig(policy="rename-sbusied", strategy="dpor", max_executions=300)
     two = check_many(scenarios, cfg, 2)
     one = check_many(scenarios, cfg, 1)
     assert [r.to_json() for r in two] == [r.to_json() for r in one]

@@ -36,7 +36,7 @@ from faultline.check.running import checkpoint, files
 from faultline.check.running.parallel import STRATEGIES, check_many
 from faultline.check.running.ray_backend import RayError
 from faultline.check.search import portfolio
-from faultline.cli import counterexample, sim_cmd
+from faultline.cli import counterexample, mutants_cmd, sim_cmd
 from faultline.cli.common import (
     EXIT_OK,
     EXIT_VIOLATION,
@@ -47,7 +47,7 @@ from faultline.cli.common import (
     _reported,
     _say,
 )
-from faultline.kern.policy import POLICIES
+from faultline.kern.policy import all_policies
 from faultline.report.tables import (
     catalog_table,
     coverage_table,
@@ -82,8 +82,9 @@ app = typer.Typer(
 # ---------------------------------------------------------------- argument checks
 
 def _policy(name: str) -> str:
-    if name not in POLICIES:
-        raise BadInput(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
+    known = all_policies()
+    if name not in known:
+        raise BadInput(f"unknown policy {name!r}; known: {', '.join(known)}")
     return name
 
 
@@ -668,6 +669,7 @@ def replay(
     raise typer.Exit(EXIT_VIOLATION if replayed.violation else EXIT_OK)
 
 
+app.command("mutants")(mutants_cmd.mutants)
 app.command("sim")(sim_cmd.sim)
 app.command("calibrate")(sim_cmd.calibrate)
 

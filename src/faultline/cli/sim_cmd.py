@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from faultline.cli.common import BadInput, _emit_json, _LazyProgress, _out, _reported, _say
-from faultline.kern.policy import POLICIES
+from faultline.kern.policy import all_policies
 from faultline.report.flamegraph import flamegraph_svg
 from faultline.report.perfetto import chrome_trace
 from faultline.report.sim_plots import write_sim_plots
@@ -119,7 +119,7 @@ def sim(
         if bad:
             raise BadInput(f"--cpus: {bad[0]} is not between 1 and {top.ncpus} "
                            f"({top.describe()})")
-        policies = _names(policy, list(POLICIES), "--policy")
+        policies = _names(policy, list(all_policies()), "--policy")
         layouts = _names(pv_locks, PV_LAYOUTS, "--pv-locks")
         if out_dir is not None:
             _writable_dir(out_dir)
@@ -242,8 +242,8 @@ def calibrate(
     """Cost per exec and per fault at one CPU, beside the published anchors' ranges."""
     out = _out()
     with _reported():
-        if policy not in POLICIES:
-            raise BadInput(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
+        if policy not in all_policies():
+            raise BadInput(f"unknown policy {policy!r}; known: {', '.join(all_policies())}")
         rows = []
         for what, workload, unit, anchor, lo, hi in _GATES:
             cfg = SimConfig(workload, policy, 1, duration_ns=int(duration_ms * 1e6),

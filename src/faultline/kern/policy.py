@@ -3,7 +3,7 @@
 What lives here: `Policy` (the questions vm_fault asks), `XbusyPolicy` (before D51474:
 every found page is exclusive-busied) and `SbusyPolicy` (D51474 as landed).  Rule kept:
 vm_fault never branches on a policy's name; it asks the policy a question named after
-the FreeBSD condition.  Seeded bugs (a later issue) subclass these and override one
+the FreeBSD condition.  Seeded bugs (kern.mutants) subclass these and override one
 answer, with a docstring naming the race they reintroduce.  Must not be added: fault
 mechanics.
 """
@@ -108,8 +108,15 @@ POLICIES: dict[str, type[Policy]] = {"xbusy": XbusyPolicy, "sbusy": SbusyPolicy}
 
 
 def policy_named(name: str) -> Policy:
-    """The policy called `name`; KeyError lists the known ones."""
+    """The policy called `name`, landed or seeded (kern.mutants); KeyError lists them."""
+    known = all_policies()
     try:
-        return POLICIES[name]()
+        return known[name]()
     except KeyError:
-        raise KeyError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}") from None
+        raise KeyError(f"unknown policy {name!r}; known: {', '.join(known)}") from None
+
+
+def all_policies() -> dict[str, type[Policy]]:
+    """The landed policies, then the seeded bugs (kern.mutants), by name."""
+    from faultline.kern.mutants import MUTANTS  # mutants subclass these policies
+    return {**POLICIES, **MUTANTS}
