@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 from faultline.kern.vm_object import OBJ_ONEMAPPING
 from faultline.kern.vm_page import VmPage, vm_page_all_valid, vm_page_xbusied
 from faultline.rt import ops
+from faultline.rt.sync import kassert
 
 if TYPE_CHECKING:
     from faultline.kern.vm_fault import FaultState
@@ -60,6 +61,45 @@ class Policy:
         other sbusy holders rely on it."""
         assert fs.m is not None
         return vm_page_xbusied(fs.m)
+
+    async def vm_fault_cow_rename_recheck(self, fs: FaultState) -> bool:
+        """vm_fault_cow, with first_object and fs.object write-locked: is the source
+        object still private to first_object?  The first check was racy; under both
+        write locks the counts can only change once they are 1/1 (reference 5.4 item 1)."""
+        from faultline.kern.vm_fault import vm_fault_can_cow_rename
+        return await vm_fault_can_cow_rename(fs)
+
+    async def vm_fault_cow_keep_source(self, fs: FaultState, m: VmPage) -> None:
+        """vm_fault_cow, copy path: the source stays busied (x or s) in fs.m_cow until
+        the fault ends, holding off collapse and bypass while the copy is half-done."""
+        fs.m_cow = m
+
+    async def vm_fault_retry_lookup(self, fs: FaultState) -> str:
+        """RetryFault: look the address up in the map again (vm_fault_lookup), also
+        after a vmpfw sleep: the map, the entry and its objects may have changed
+        while the fault held nothing."""
+        from faultline.kern.vm_fault import vm_fault_lookup
+        return await vm_fault_lookup(fs)
+
+    async def vm_fault_release_m_cow(self, fs: FaultState) -> None:
+        """vm_fault_deallocate: drop the COW source's busy, at the end of the fault."""
+        from faultline.kern.vm_fault import vm_fault_page_release
+        await vm_fault_page_release(fs, "m_cow")
+
+    async def vm_fault_found_before_enter(self, fs: FaultState) -> None:
+        """found:, just before pmap_enter: nothing.  first_m (the top object's xbusied
+        placeholder of a fault below it) is kept until vm_fault_deallocate, after the
+        mapping is made: that is what orders parallel faults on the same address
+        (reference 5.2)."""
+
+    def vm_fault_assert_first_m(self, fs: FaultState) -> None:
+        """a38483fa2b3a "vm_fault: assert that first_m is xbusy": below the top object,
+        first_m is xbusied for the duration of the fault."""
+        from faultline.kern.vm_fault import vm_fault_might_be_cow
+        kassert(not vm_fault_might_be_cow(fs) or (fs.first_m is not None
+                                                  and vm_page_xbusied(fs.first_m)),
+                "first_m must be xbusy while the fault is below the top object "
+                "(a38483fa2b3a)")
 
 
 class XbusyPolicy(Policy):

@@ -158,6 +158,7 @@ class FaultState:
     lookup_still_valid: bool = False
     hardfault: bool = False
     faultcount: int = 0                    # pages this fault brought in (prefault if 0)
+    slept: bool = False                    # the restart follows a vm_fault_busy_sleep
 
 
 # ---------------------------------------------------------------- predicates
@@ -217,7 +218,7 @@ async def vm_fault_unlock_map(fs: FaultState) -> None:
 async def vm_fault_deallocate(fs: FaultState) -> None:
     """vm_fault_deallocate: release m_cow, m, first_m, pips, the reference, the map.
     No object locked on entry."""
-    await vm_fault_page_release(fs, "m_cow")
+    await fs.policy.vm_fault_release_m_cow(fs)
     await vm_fault_page_release(fs, "m")
     assert fs.object is not None and fs.first_object is not None
     await vm_object_pip_wakeup(fs.object)
@@ -362,6 +363,7 @@ async def vm_fault_busy_sleep(fs: FaultState, allocflags: int) -> None:
         await rw_unlock(fs.object.lock)
     await ops.note("vmpfw-restart", {"sbusy": bool(allocflags & VM_ALLOC_SBUSY)})
     await vm_object_deallocate(fs.first_object)
+    fs.slept = True
 
 
 async def vm_fault_object(fs: FaultState) -> FaultStatus:
@@ -524,9 +526,7 @@ async def vm_fault_cow(fs: FaultState) -> None:
     if await vm_fault_can_cow_rename(fs) and fs.policy.vm_fault_cow_may_rename(fs):
         locked_first = await rw_try_wlock(first.lock)
         if locked_first and obj is first.backing_object and await rw_try_wlock(obj.lock):
-            # Re-check under both write locks: the counts can only change under them
-            # once they are 1/1.
-            rename = await vm_fault_can_cow_rename(fs)
+            rename = await fs.policy.vm_fault_cow_rename_recheck(fs)
             if not rename:
                 await rw_unlock(obj.lock)
     if rename:
@@ -563,11 +563,12 @@ async def _vm_fault_cow_copy(fs: FaultState, locked_first: bool) -> None:
         await rw_unlock(fs.first_object.lock)
     await ops.cost("page copy")
     pmap_copy_page(m, first_m)
-    fs.m_cow, fs.m = m, None
+    fs.m = None
     await ops.note("cow-copy", {"src": repr(m), "dst": repr(first_m),
                                 "src_xbusied": vm_page_xbusied(m)})
     if await fs.policy.vm_fault_cow_must_remove_all(fs, m):
         await pmap_remove_all(fs.first_object.vm, m)
+    await fs.policy.vm_fault_cow_keep_source(fs, m)
 
 
 # ---------------------------------------------------------------- prefault
@@ -673,6 +674,7 @@ async def vm_fault_found(fs: FaultState) -> str:
     vm_page_assert_busied(m)
     kassert(m.valid, f"found: {m} not valid")
     vm_fault_dirty(fs, m)
+    await fs.policy.vm_fault_found_before_enter(fs)
     await pmap_enter(fs.map.pmap, fs.vaddr, m, bool(fs.prot & VM_PROT_WRITE), fs.wired)
     await ops.note("pmap-enter", {"va": fs.vaddr, "page": repr(m),
                                   "writable": bool(fs.prot & VM_PROT_WRITE)})
@@ -682,9 +684,7 @@ async def vm_fault_found(fs: FaultState) -> str:
         await vm_page_wire(m)
     if fs.m_hold is not None:
         fs.m_hold.append(m)                 # the caller's handle on the wired page
-    kassert(fs.first_object is fs.object or (fs.first_m is not None
-                                             and vm_page_xbusied(fs.first_m)),
-            "first_m must be xbusy while the fault is below the top object (a38483fa2b3a)")
+    fs.policy.vm_fault_assert_first_m(fs)
     if vm_page_xbusied(m):
         await vm_page_xunbusy(m)
     else:
@@ -739,7 +739,8 @@ async def vm_fault(map_: VmMap, vaddr: int, fault_type: int, fault_flags: int = 
         fs.m_needs_zeroing = True
         fs.hardfault = False
         fs.faultcount = 0
-        rv = await vm_fault_lookup(fs)
+        rv = await fs.policy.vm_fault_retry_lookup(fs)
+        fs.slept = False
         if rv != KERN_SUCCESS:
             if rv == KERN_RESOURCE_SHORTAGE:
                 continue
