@@ -10,7 +10,7 @@ import pytest
 from faultline.check.explore import CheckConfig, check_scenario
 from faultline.check.judging.invariants import StructureChecker, check_structure
 from faultline.check.search.strategies import RandomStrategy
-from faultline.kern import policy as P
+from faultline.kern.mutants import NoShootdown, SbusyWrite
 from faultline.kern.policy import policy_named
 from faultline.kern.proc import proc_create, proc_touch, vm_mmap
 from faultline.kern.vm import Vm
@@ -18,7 +18,6 @@ from faultline.rt import ops
 from faultline.rt.execution import Execution, Outcome
 from faultline.rt.sync import rw_wlock
 from faultline.scenario.loader import load_scenario
-from test_mutants import NoShootdown, SbusyWritable
 
 
 @pytest.fixture
@@ -41,20 +40,11 @@ def verified_skips() -> Iterator[list[int]]:
         StructureChecker._keeps_structure = keeps    # type: ignore[method-assign]
 
 
-@pytest.fixture
-def seeded_bugs() -> Iterator[None]:
-    for cls in (NoShootdown, SbusyWritable):
-        P.POLICIES[cls.name] = cls
-    yield
-    for cls in (NoShootdown, SbusyWritable):
-        del P.POLICIES[cls.name]
-
-
-@pytest.mark.parametrize("policy", ["sbusy", "xbusy", NoShootdown.name, SbusyWritable.name])
+@pytest.mark.parametrize("policy", ["sbusy", "xbusy", NoShootdown.name, SbusyWrite.name])
 @pytest.mark.parametrize("scenario", ["shared-shadow-inval-collapse", "cow-vs-collapse",
                                       "munmap-vs-fault", "wire-vs-fault", "rw-race-top"])
-def test_skipped_steps_would_pass(verified_skips: list[int], seeded_bugs: None,
-                                  scenario: str, policy: str) -> None:
+def test_skipped_steps_would_pass(verified_skips: list[int], scenario: str,
+                                  policy: str) -> None:
     s = load_scenario(scenario)
     check_scenario(s, CheckConfig(policy=policy, runs=30, seed=3))
     check_scenario(s, CheckConfig(policy=policy, strategy="dpor", max_executions=30,

@@ -33,11 +33,11 @@ from faultline.check.search.validation import (
     trace_key,
 )
 from faultline.kern import policy as P
+from faultline.kern.mutants import RenameSbusied, SbusyWrite
 from faultline.rt import ops
 from faultline.rt.execution import Execution, Hooks, Outcome, Thread
 from faultline.rt.sync import Lock, mtx_lock, mtx_unlock
 from faultline.scenario.loader import load_scenario
-from test_mutants import RenameSbusied, SbusyWritable
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -392,17 +392,13 @@ def test_catalog_verdicts_and_probes_match(scenario: str, bound: int | None) -> 
 
 @pytest.mark.parametrize(("policy", "scenario", "kinds"), [
     (RenameSbusied, "cow-vs-collapse", {"panic"}),
-    (SbusyWritable, "rw-race-top", {"panic"}),
+    (SbusyWrite, "rw-race-top", {"panic"}),
 ])
 def test_mutants_are_caught_with_the_cache(policy: type[P.Policy], scenario: str,
                                            kinds: set[str]) -> None:
-    P.POLICIES[policy.name] = policy
-    try:
-        r = check_scenario(load_scenario(scenario),
-                           CheckConfig(policy=policy.name, strategy="dpor", preemptions=(1,),
-                                       cache_states=True, shrink=False))
-    finally:
-        del P.POLICIES[policy.name]
+    r = check_scenario(load_scenario(scenario),
+                       CheckConfig(policy=policy.name, strategy="dpor", preemptions=(1,),
+                                   cache_states=True, shrink=False))
     assert r.verdict == "violation" and r.counterexample is not None
     assert r.counterexample.violation is not None
     assert r.counterexample.violation["kind"] in kinds
