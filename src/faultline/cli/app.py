@@ -18,7 +18,6 @@ Must not be added: model or checker logic, or rendering beyond gluing `report` p
 from __future__ import annotations
 
 import dataclasses
-import os
 import shlex
 import signal
 import time
@@ -38,6 +37,7 @@ from faultline.check.running.ray_backend import RayError
 from faultline.check.search import portfolio
 from faultline.cli import counterexample, mutants_cmd, sim_cmd
 from faultline.cli.common import (
+    _CORES,
     EXIT_OK,
     EXIT_VIOLATION,
     BadInput,
@@ -217,7 +217,6 @@ def show(
 
 # ---------------------------------------------------------------- command: check
 
-_CORES = max(1, os.cpu_count() or 1)
 
 
 def _run_checks(chosen: Sequence[Scenario], cfg: CheckConfig, show_progress: bool,

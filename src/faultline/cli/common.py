@@ -42,6 +42,7 @@ from faultline.scenario.loader import ScenarioError
 EXIT_OK, EXIT_VIOLATION, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
 PIPE_WIDTH = 160              # rich width when stdout is not a terminal and COLUMNS unset
+_CORES = max(1, os.cpu_count() or 1)    # --jobs default: one worker per core
 
 
 # ---------------------------------------------------------------- errors and output

@@ -12,7 +12,6 @@ harmless survives, 2 for bad input.  Must not be added: mutant definitions.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -24,6 +23,7 @@ from rich.text import Text
 from faultline.check.explore import CheckConfig, ScenarioResult
 from faultline.check.running.parallel import STRATEGIES, check_many
 from faultline.cli.common import (
+    _CORES,
     EXIT_OK,
     EXIT_VIOLATION,
     BadInput,
@@ -37,8 +37,6 @@ from faultline.kern.mutants import MUTANTS, Mutant
 from faultline.rt.trace import schedule_from_str
 from faultline.scenario import loader
 from faultline.scenario.spec import Scenario
-
-_CORES = max(1, os.cpu_count() or 1)
 
 
 def mutants(

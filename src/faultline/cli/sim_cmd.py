@@ -24,7 +24,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from faultline.cli.common import BadInput, _emit_json, _LazyProgress, _out, _reported, _say
+from faultline.cli.common import _CORES, BadInput, _emit_json, _LazyProgress, _out, _reported, _say
 from faultline.kern.policy import all_policies
 from faultline.report.flamegraph import flamegraph_svg
 from faultline.report.perfetto import chrome_trace
@@ -48,7 +48,6 @@ from faultline.sim.simulate import (
 )
 from faultline.sim.workloads import PV_LAYOUTS, WORKLOADS
 
-_CORES = max(1, os.cpu_count() or 1)
 TRACE_WINDOW_NS = 200_000          # the Perfetto trace: the window's first 200 us
 
 

@@ -376,13 +376,17 @@ class Execution:
     def _wakeup(self, t: Thread, op: ops.Wakeup) -> None:
         self.wake(op.chan, op.one)
 
-    def wake(self, chan: Any, one: bool) -> None:
-        """wakeup / wakeup_one: make sleepers on `chan` runnable, FIFO."""
+    def wake(self, chan: Any, one: bool) -> list[Thread]:
+        """wakeup / wakeup_one: make sleepers on `chan` runnable, FIFO; returns them."""
         q = self.sleepq.get(id(chan))
+        woken = []
         while q:
-            q.popleft().woken = True
+            t = q.popleft()
+            t.woken = True
+            woken.append(t)
             if one:
                 break
+        return woken
 
     def _atomic(self, t: Thread, op: ops.Atomic) -> Any:
         return op.fn()

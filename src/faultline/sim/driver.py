@@ -65,14 +65,11 @@ class _TimedExecution(Execution):
         self.schedule = _NoSchedule()
         self._run = run
 
-    def wake(self, chan: Any, one: bool) -> None:
-        q = self.sleepq.get(id(chan))
-        while q:
-            t = q.popleft()
-            t.woken = True
+    def wake(self, chan: Any, one: bool) -> list[Thread]:
+        woken = super().wake(chan, one)
+        for t in woken:
             self._run.woken(t)
-            if one:
-                break
+        return woken
 
 
 class _Unused:
