@@ -15,8 +15,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from faultline.kern.policy import SbusyPolicy
+from faultline.kern.vm_object import VmObject
 from faultline.kern.vm_page import VmPage
 from faultline.rt import ops
+from faultline.rt.sync import BusyWord
 
 if TYPE_CHECKING:
     from faultline.kern.vm_fault import FaultState
@@ -99,17 +101,28 @@ class RenameNoRecheck(Mutant):
     gained meanwhile (the review's racy ref_count/shadow_count) would then lose its
     page to the rename.
 
-    Not caught yet: no catalog scenario makes the source object gain a reference or
-    a shadow between vm_fault_cow's racy check and its try-locks. The candidate is a
-    fork whose vm_object_split gives the source a second shadow while a hard COW
-    fault (map dropped for swap-in) renames; the split then moves the renamed page
-    along, so whether a consequence remains is open."""
+    Not a bug in the model.  At the racy check the source object O has one reference
+    and one shadow, both first_object S's backing link, so only a path through S can
+    give O another: (1) a shadow of S bypassing it (vm_object_backing_insert_ref):
+    swap_pager_scan_all_shadowed refuses while S holds an invalid page, and this
+    fault's placeholder first_m is one, at this very index; (2) a fork's
+    vm_object_split of S while the map is dropped for a swap-in: the new object takes
+    a reference on O, but the split waits ("spltwt") on first_m and then moves every
+    page of the entry's range into the new object, the renamed page included, so the
+    new object shows at that index what S showed, and S keeps no mapping.  Nothing
+    else references O: no entry maps it and a collapse moves references, never adds
+    one.  The whole catalog passes (`faultline mutants rename-no-recheck
+    --all-scenarios`).  FreeBSD reads the counts with no lock at all, and keeps the
+    re-check as the only thing that makes the decision exact."""
 
     name = "rename-no-recheck"
     description = "vm_fault_cow renames on its racy check, without the locked re-check"
     breaks = ("vm_fault_cow: vm_fault_can_cow_rename re-checked under both object write "
               "locks (reference 4, 5.4 item 1)")
     probes = ("cow-rename", "cow-vs-collapse", "fault-vs-fork", "hard-cow-vs-fork")
+    not_a_bug = ("the source can gain a reference only through first_object: a bypass "
+                 "refuses while the fault's invalid placeholder is there, and a fork's "
+                 "split waits for it and carries the renamed page into the new object")
 
     async def vm_fault_cow_rename_recheck(self, fs: FaultState) -> bool:
         """Trust the unlocked check."""
@@ -180,12 +193,20 @@ class EarlyUnbusyMCow(Mutant):
     are done, instead of at the end of the fault, while the copy is still invalid
     and unmapped.
 
-    Not caught yet: the top object's placeholder (the copy, xbusied and invalid) holds
-    collapse and bypass of the first backing object off by itself (reference 5.4
-    item 3 names both guards), and the shootdown is done before the unbusy. A
-    collapse deeper in the chain, freeing the source while this process's old
-    read-only mapping of it stands (first_object ONEMAPPING, no shootdown), is the
-    candidate; no catalog scenario builds it."""
+    Not a bug in the model.  After the copy (and, for a shared first_object S, the
+    shootdown) the source B's busy holds off three things, and each is held off
+    without it: (1) a collapse of S with B's object meets this fault's placeholder
+    first_m (the copy: xbusied, invalid until found:) at the index and waits, since it
+    cannot tell whether it shadows B; a bypass of B's object by S, or of S by its own
+    shadow, refuses for the same invalid page; (2) a deeper collapse moves B up with
+    its identity and mappings, and frees it only under a valid page or swap block of
+    the front object at that index, which the walk would have found instead of B --
+    a valid page can appear there only through a COW into that object, which is not
+    ONEMAPPING (it has a shadow) and so shoots B down first; (3) the page daemon
+    (which needs B xbusied) unmaps B before it frees it, and the copy already holds
+    the data.  The whole catalog passes (`faultline mutants early-unbusy-m-cow
+    --all-scenarios`).  In FreeBSD the busy also orders the source against paths the
+    model leaves out (vm_object_page_remove on truncation, reference 5.5)."""
 
     name = "early-unbusy-m-cow"
     description = "unbusy the COW source right after the copy"
@@ -193,6 +214,8 @@ class EarlyUnbusyMCow(Mutant):
               "vm_fault_deallocate (reference 5.1 item 6, 5.4 item 3)")
     probes = ("cow-vs-collapse", "shared-shadow-inval-collapse", "collapse-bypass",
               "swapin-vs-collapse")
+    not_a_bug = ("collapse and bypass already wait for the invalid, xbusied copy in "
+                 "first_object; deeper collapses keep the source's identity and mappings")
 
     async def vm_fault_cow_keep_source(self, fs: FaultState, m: VmPage) -> None:
         """Unbusy it now; fs.m_cow still says a copy was made (found: validates it)."""
@@ -229,6 +252,187 @@ class BusySleepNoRestart(Mutant):
         return KERN_SUCCESS
 
 
+class PrefaultMapsInvalid(Mutant):
+    """vm_fault_prefault maps the page its walk stopped at even when it is not valid:
+    an in-flight COW's placeholder first_m in the shared shadow, before the copy is in
+    it.  The process then maps a page without contents; the structural invariant that
+    no PTE maps an invalid page catches it (FreeBSD's prefault tests
+    vm_page_all_valid)."""
+
+    name = "prefault-maps-invalid"
+    description = "prefault maps the invalid page its walk stopped at"
+    breaks = ("vm_fault_prefault: the `vm_page_all_valid(m)` test before "
+              "pmap_enter_quick (reference 5.1 item 3)")
+    probes = ("prefault-vs-placeholder",)
+
+    async def vm_fault_prefault_may_map(self, m: VmPage) -> bool:
+        """Always."""
+        return True
+
+
+class SoftFastBelowTop(Mutant):
+    """vm_fault_soft_fast looks one object down when first_object has no page at the
+    index, and maps the backing page it finds there under first_object's busy alone.
+    A COW of the same address in flight holds its placeholder first_m in first_object
+    and is about to shadow that page: the soft_fast mapping of the backing page then
+    survives the COW's shootdown (O3, or a stale read through the memory oracle)."""
+
+    name = "soft-fast-below-top"
+    description = "soft_fast maps a page of the backing object"
+    breaks = ("vm_fault_soft_fast: vm_page_lookup_unlocked(fs->first_object, "
+              "fs->first_pindex) only (reference 5.1 item 4)")
+    probes = ("prefault-vs-placeholder", "soft-fast-vs-sbusy", "shared-shadow-inval",
+              "rw-race-shadow")
+
+    def vm_fault_soft_fast_where(self, fs: FaultState) -> tuple[VmObject, int]:
+        """first_object, or its backing object when first_object has no such page."""
+        first = fs.first_object
+        assert first is not None
+        backing = first.backing_object
+        if fs.first_pindex in first.pages or backing is None:
+            return first, fs.first_pindex
+        return backing, fs.first_pindex + first.backing_object_offset
+
+
+class EarlyValidCowCopy(Mutant):
+    """Validate the COW copy in vm_fault_cow, right after the copy, instead of at
+    found: after the relookup (revert D49758).  A fault whose relookup fails then
+    leaves a valid page in first_object shadowing the source while the source is still
+    mapped (this process's own read-only PTE, when first_object is ONEMAPPING): the
+    structural invariant O3, and a later collapse's "freeing mapped page" KASSERT.
+    The found: assertion that the copy is still invalid restates the protection and is
+    dropped in this variant."""
+
+    name = "early-valid-cow-copy"
+    description = "validate the COW copy before the relookup (revert D49758)"
+    breaks = ("vm_fault_cow / found:: vm_page_valid of the copy deferred past "
+              "vm_fault_relookup, D49758 (reference 5.1 item 7, 5.4 item 4)")
+    probes = ("swap-cow-vs-fork", "swap-cow-vs-fork-copy", "hard-cow-vs-fork",
+              "swapin-vs-collapse", "shared-shadow-inval-collapse")
+
+    async def vm_fault_cow_copy_done(self, fs: FaultState, copy: VmPage) -> None:
+        """Validate the copy now."""
+        from faultline.kern.vm_page import vm_page_valid
+        vm_page_valid(copy)
+
+    def vm_fault_assert_copy_invalid(self, fs: FaultState, copy: VmPage) -> None:
+        """Dropped: it restates the protection this variant removes."""
+
+
+class CowMapUnlocked(Mutant):
+    """Drop the map read lock before vm_fault_cow on the soft path too (and relookup
+    after it, as the hard path does).  A fork with INHERIT_SHARE may then share
+    first_object and copy this process's read-only PTE of the source into the child
+    after vm_fault_cow read ONEMAPPING as set and skipped the shootdown: the child
+    keeps mapping a page its shared object now shadows (O3, a stale read)."""
+
+    name = "cow-map-unlocked"
+    description = "run the soft COW with the map unlocked"
+    breaks = ("vm_fault: the map read lock held from vm_fault_lookup through "
+              "vm_fault_cow and pmap_enter (reference 5.3)")
+    probes = ("onemapping-race", "fault-vs-fork")
+
+    async def vm_fault_before_cow(self, fs: FaultState) -> None:
+        """Unlock the map; found: relooks it up after the COW."""
+        from faultline.kern.vm_fault import vm_fault_unlock_map
+        await vm_fault_unlock_map(fs)
+
+
+class RelookupIgnoresObject(Mutant):
+    """vm_fault_relookup goes on when the map changed under a dropped map lock even if
+    the entry no longer maps (first_object, first_pindex): the fault maps its page at
+    an address that now belongs to another object (a fork's vm_object_split, an
+    mprotect that copied the entry).
+
+    Not a bug in the model (yet).  While a fault has the map dropped, the entry at its
+    address changes object in only two ways, and neither exposes it: (1) a fork with
+    INHERIT_SHARE of a NEEDS_COPY entry puts an empty shadow over first_object, so
+    first_object's page is still the address's page, and a fault through a NEEDS_COPY
+    entry is a read (a write fault's lookup already shadowed it); (2) a fork's
+    vm_object_split waits ("spltwt"), with the map write-locked, on the fault's busy
+    page in first_object, so the relookup's trylock fails and the fault restarts.
+    munmap makes the lookup fail.  A run-time mmap over the range (MAP_FIXED), which the
+    scenario language cannot express yet, is the case FreeBSD's check is for."""
+
+    name = "relookup-ignores-object"
+    description = "relookup accepts an entry that maps another object"
+    breaks = ("vm_fault_relookup: the `fs->first_object != retry_object || "
+              "fs->first_pindex != retry_pindex` restart (reference 5.4 item 2)")
+    probes = ("swap-cow-vs-fork", "swap-cow-vs-fork-copy", "hard-cow-vs-fork",
+              "hard-fault-vs-soft", "mprotect-vs-fault")
+    not_a_bug = ("no model path changes the entry's object under a dropped map lock except "
+                 "fork's empty shadow and vm_object_split, which waits for the fault; "
+                 "run-time mmap (MAP_FIXED) would make it one")
+
+    def vm_fault_relookup_same_page(self, fs: FaultState, obj: VmObject | None,
+                                    pindex: int) -> bool:
+        """Always."""
+        return True
+
+
+class CowChasesChain(Mutant):
+    """vm_fault_cow renames a source page found two or more objects below first_object
+    when the source object has one reference and one shadow, without checking that it
+    is first_object's immediate backing object.  The middle object's other shadows
+    still see the page through it: after the rename they find nothing there and
+    zero-fill (the memory oracle).
+
+    Altered from the pre-D51474 policy (xbusy): under D51474 a page below the
+    immediate backing object is only share-busied, and vm_fault_cow renames no page
+    it holds share-busied, so the same decision cannot be reached there."""
+
+    name = "cow-chases-chain"
+    description = "vm_fault_cow renames a page from below the immediate backing object"
+    breaks = ("vm_fault_cow: `fs->object == fs->first_object->backing_object` "
+              "(\"we don't chase down the shadow chain\", reference 4, 5.4 item 2)")
+    probes = ("cow-below-middle",)
+    base = "xbusy"
+
+    async def vm_fault_object_may_sbusy(self, fs: FaultState) -> bool:
+        """The base policy's answer (xbusy): never."""
+        return False
+
+    def vm_fault_cow_source_is_backing(self, fs: FaultState) -> bool:
+        """Always."""
+        return True
+
+
+class DeallocateBeforeUnbusy(Mutant):
+    """vm_fault_deallocate drops the fault's reference on first_object before it
+    releases its busies.  The last reference but one going away collapses
+    first_object's shadow into it, and collapse sleeps on the busy pages it meets --
+    the fault's own: the fault sleeps on itself (deadlock)."""
+
+    name = "deallocate-before-unbusy"
+    description = "drop the first_object reference before the busies"
+    breaks = ("vm_fault_deallocate: vm_object_deallocate(first_object) after every busy "
+              "is released (reference 5.4 item 5)")
+    probes = ("swapin-vs-munmap",)
+
+    async def vm_fault_deallocate_reference_first(self, fs: FaultState) -> bool:
+        """Drop it now."""
+        from faultline.kern.vm_object import vm_object_deallocate
+        await vm_object_deallocate(fs.first_object)
+        return True
+
+
+class LostWakeup(Mutant):
+    """vm_page_busy_sleep goes to sleep without flagging VPB_BIT_WAITERS: the releaser
+    sees no waiters and wakes nobody, and the sleeper sleeps for ever (deadlock, or a
+    thread that never finishes)."""
+
+    name = "lost-wakeup"
+    description = "sleep on a busy page without setting VPB_BIT_WAITERS"
+    breaks = ("_vm_page_busy_sleep: atomic_fcmpset of VPB_BIT_WAITERS before sleepq_wait "
+              "(reference 5.5)")
+    probes = ("busy-sleep-wakeup", "rw-race-shadow", "zero-fill-parallel")
+
+    def vm_page_busy_sleep_set_waiters(self, w: BusyWord) -> None:
+        """Nothing."""
+
+
 MUTANTS: dict[str, type[Mutant]] = {m.name: m for m in (
     SbusyWrite, RenameSbusied, NoShootdown, RenameNoRecheck, SbusyRenamable,
-    FirstMEarlyRelease, BusySleepNoRestart, EarlyUnbusyMCow)}
+    FirstMEarlyRelease, BusySleepNoRestart, EarlyUnbusyMCow, PrefaultMapsInvalid,
+    SoftFastBelowTop, EarlyValidCowCopy, CowMapUnlocked, RelookupIgnoresObject,
+    CowChasesChain, DeallocateBeforeUnbusy, LostWakeup)}

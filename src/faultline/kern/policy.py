@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from faultline.kern.vm_object import OBJ_ONEMAPPING
+from faultline.kern.vm_object import OBJ_ONEMAPPING, VmObject
 from faultline.kern.vm_page import VmPage, vm_page_all_valid, vm_page_xbusied
 from faultline.rt import ops
-from faultline.rt.sync import kassert
+from faultline.rt.sync import BusyWord, kassert
 
 if TYPE_CHECKING:
     from faultline.kern.vm_fault import FaultState
@@ -62,6 +62,14 @@ class Policy:
         assert fs.m is not None
         return vm_page_xbusied(fs.m)
 
+    def vm_fault_cow_source_is_backing(self, fs: FaultState) -> bool:
+        """vm_fault_cow, with first_object write-locked: is the source object first_object's
+        immediate backing object?  "We don't chase down the shadow chain": a page two
+        levels down is still seen through the middle object by its other shadows, even
+        when its own object has one reference (reference 4, 5.4 item 2)."""
+        assert fs.first_object is not None
+        return fs.object is fs.first_object.backing_object
+
     async def vm_fault_cow_rename_recheck(self, fs: FaultState) -> bool:
         """vm_fault_cow, with first_object and fs.object write-locked: is the source
         object still private to first_object?  The first check was racy; under both
@@ -100,6 +108,49 @@ class Policy:
                                                   and vm_page_xbusied(fs.first_m)),
                 "first_m must be xbusy while the fault is below the top object "
                 "(a38483fa2b3a)")
+
+
+    def vm_fault_soft_fast_where(self, fs: FaultState) -> tuple[VmObject, int]:
+        """vm_fault_soft_fast: where the unlocked lookup looks -- first_object only.  A
+        page below it may be shadowed by a fault in flight (its placeholder first_m),
+        and soft_fast busies nothing but first_object (reference 5.1 item 4)."""
+        assert fs.first_object is not None
+        return fs.first_object, fs.first_pindex
+
+    async def vm_fault_before_cow(self, fs: FaultState) -> None:
+        """found:, before vm_fault_cow on the soft path: nothing.  The map stays
+        read-locked from the lookup through vm_fault_cow and pmap_enter, so a fork
+        (which needs it write-locked) cannot share first_object and copy our PTE of
+        the source between the racy ONEMAPPING read and pmap_enter (reference 5.3)."""
+
+    async def vm_fault_cow_copy_done(self, fs: FaultState, copy: VmPage) -> None:
+        """vm_fault_cow, copy path: nothing.  The copy stays invalid until found:, after
+        the relookup (D49758): a fault that restarts leaves only an invalid page in
+        first_object, which shadows nothing, so a collapse renames the source instead of
+        freeing it while it may still be mapped (reference 5.1 item 7, 5.4 item 4)."""
+
+    def vm_fault_assert_copy_invalid(self, fs: FaultState, copy: VmPage) -> None:
+        """found:: the COW copy is validated only here."""
+        kassert(not copy.valid, f"COW copy {copy} already valid before relookup")
+
+    def vm_fault_relookup_same_page(self, fs: FaultState, obj: VmObject | None,
+                                    pindex: int) -> bool:
+        """vm_fault_relookup: the changed map may go on only if the entry still maps
+        (first_object, first_pindex); else the fault's page is not the address's page
+        any more and it restarts (reference 5.4 item 2)."""
+        return obj is fs.first_object and pindex == fs.first_pindex
+
+    async def vm_fault_deallocate_reference_first(self, fs: FaultState) -> bool:
+        """vm_fault_deallocate: drop the fault's first_object reference before the busies?
+        No: the deallocation may collapse, and a collapse sleeps on busy pages -- ours
+        too -- so it comes after every busy is released (reference 5.4 item 5)."""
+        return False
+
+    def vm_page_busy_sleep_set_waiters(self, w: BusyWord) -> None:
+        """vm_page_busy_sleep: flag VPB_BIT_WAITERS (under the sleepqueue lock, in the
+        same step as the decision to sleep), so that the releaser wakes us
+        (reference 5.5)."""
+        w.waiters = True
 
 
 class XbusyPolicy(Policy):

@@ -218,6 +218,7 @@ async def vm_fault_unlock_map(fs: FaultState) -> None:
 async def vm_fault_deallocate(fs: FaultState) -> None:
     """vm_fault_deallocate: release m_cow, m, first_m, pips, the reference, the map.
     No object locked on entry."""
+    early = await fs.policy.vm_fault_deallocate_reference_first(fs)
     await fs.policy.vm_fault_release_m_cow(fs)
     await vm_fault_page_release(fs, "m")
     assert fs.object is not None and fs.first_object is not None
@@ -227,7 +228,8 @@ async def vm_fault_deallocate(fs: FaultState) -> None:
         await vm_fault_page_free(fs, "first_m")
         await rw_unlock(fs.first_object.lock)
         await vm_object_pip_wakeup(fs.first_object)
-    await vm_object_deallocate(fs.first_object)
+    if not early:
+        await vm_object_deallocate(fs.first_object)
     await vm_fault_unlock_map(fs)
 
 
@@ -290,10 +292,13 @@ async def vm_fault_soft_fast(fs: FaultState) -> FaultStatus:
     obj = fs.first_object
     assert obj is not None
     writable = bool(fs.prot & VM_PROT_WRITE)
+    where: list[tuple[VmObject, int]] = []
 
     def peek() -> VmPage | None:
         # Unlocked radix lookup plus the racy validity/busy test.
-        m = obj.pages.get(fs.first_pindex)
+        where.append(fs.policy.vm_fault_soft_fast_where(fs))
+        owner, pindex = where[-1]
+        m = owner.pages.get(pindex)
         if m is None:
             return None
         touch(m, False)
@@ -306,7 +311,7 @@ async def vm_fault_soft_fast(fs: FaultState) -> FaultStatus:
         await rw_wlock(obj.lock)
         return FaultStatus.FAILURE
     await rw_rlock(obj.lock)
-    if m.object is not obj or m.pindex != fs.first_pindex:
+    if (m.object, m.pindex) != where[-1]:
         return await _soft_fast_fail(fs)
     await vm_object_busy(obj)
     def recheck() -> bool:
@@ -525,7 +530,8 @@ async def vm_fault_cow(fs: FaultState) -> None:
     locked_first = rename = False
     if await vm_fault_can_cow_rename(fs) and fs.policy.vm_fault_cow_may_rename(fs):
         locked_first = await rw_try_wlock(first.lock)
-        if locked_first and obj is first.backing_object and await rw_try_wlock(obj.lock):
+        if locked_first and fs.policy.vm_fault_cow_source_is_backing(fs) \
+                and await rw_try_wlock(obj.lock):
             rename = await fs.policy.vm_fault_cow_rename_recheck(fs)
             if not rename:
                 await rw_unlock(obj.lock)
@@ -563,6 +569,7 @@ async def _vm_fault_cow_copy(fs: FaultState, locked_first: bool) -> None:
         await rw_unlock(fs.first_object.lock)
     await ops.cost("page copy")
     pmap_copy_page(m, first_m)
+    await fs.policy.vm_fault_cow_copy_done(fs, first_m)
     fs.m = None
     await ops.note("cow-copy", {"src": repr(m), "dst": repr(first_m),
                                 "src_xbusied": vm_page_xbusied(m)})
@@ -636,7 +643,7 @@ async def vm_fault_relookup(fs: FaultState) -> str:
         if lk.rv == KERN_FAILURE:
             return KERN_RESTART
         return lk.rv
-    if lk.object is not fs.first_object or lk.pindex != fs.first_pindex:
+    if not fs.policy.vm_fault_relookup_same_page(fs, lk.object, lk.pindex):
         return KERN_RESTART
     fs.entry, fs.wired = lk.entry, lk.wired
     fs.prot &= lk.prot
@@ -656,6 +663,7 @@ async def vm_fault_found(fs: FaultState) -> str:
     lock_assert(fs.object.lock, "unheld")
     if vm_fault_might_be_cow(fs):
         if fs.fault_type & (VM_PROT_WRITE | VM_PROT_COPY):
+            await fs.policy.vm_fault_before_cow(fs)
             await vm_fault_cow(fs)
             fs.faultcount = fs.faultcount or 1         # no prefault for a soft COW
         else:
@@ -669,7 +677,7 @@ async def vm_fault_found(fs: FaultState) -> str:
     m = fs.m
     assert m is not None
     if fs.m_cow is not None:
-        kassert(not m.valid, f"COW copy {m} already valid before relookup")
+        fs.policy.vm_fault_assert_copy_invalid(fs, m)
         vm_page_valid(m)
     vm_page_assert_busied(m)
     kassert(m.valid, f"found: {m} not valid")

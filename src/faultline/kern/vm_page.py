@@ -306,7 +306,7 @@ async def vm_page_busy_sleep(m: VmPage, wmesg: str, allocflags: int) -> bool:
             return False
         if m.object is not obj or m.pindex != pindex:
             return False
-        w.waiters = True
+        obj.vm.policy.vm_page_busy_sleep_set_waiters(w)
         return True
 
     slept = await ops.sleep(m.busy, wmesg, obj.lock, must_sleep)
