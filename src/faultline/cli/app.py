@@ -35,7 +35,7 @@ from faultline.check.running import checkpoint, files
 from faultline.check.running.parallel import STRATEGIES, check_many
 from faultline.check.running.ray_backend import RayError
 from faultline.check.search import portfolio
-from faultline.cli import counterexample, mutants_cmd, sim_cmd
+from faultline.cli import counterexample, mutants_cmd, sim_cmd, spin_cmd
 from faultline.cli.common import (
     _CORES,
     EXIT_OK,
@@ -671,6 +671,7 @@ def replay(
 app.command("mutants")(mutants_cmd.mutants)
 app.command("sim")(sim_cmd.sim)
 app.command("calibrate")(sim_cmd.calibrate)
+app.command("spin")(spin_cmd.spin)
 
 
 def main() -> None:
