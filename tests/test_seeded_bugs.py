@@ -53,8 +53,7 @@ def test_the_caught_seeded_bugs_are_caught_by_their_probes() -> None:
     ("lost-wakeup", "deadlock", "(vmpfw)"),
 ])
 def test_the_consequence_that_catches_each(mutant: str, kind: str, words: str) -> None:
-    probe = {"soft-fast-below-top": "soft-fast-vs-sbusy",
-             "early-valid-cow-copy": "swap-cow-vs-fork-copy"}.get(mutant)
+    probe = {"soft-fast-below-top": "soft-fast-vs-sbusy"}.get(mutant)
     s = load_scenario(probe or MUTANTS[mutant].probes[0])
     r = check_scenario(s, CheckConfig(policy=mutant, strategy="dpor"))
     ce = r.counterexample

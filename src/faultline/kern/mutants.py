@@ -307,8 +307,8 @@ class EarlyValidCowCopy(Mutant):
     description = "validate the COW copy before the relookup (revert D49758)"
     breaks = ("vm_fault_cow / found:: vm_page_valid of the copy deferred past "
               "vm_fault_relookup, D49758 (reference 5.1 item 7, 5.4 item 4)")
-    probes = ("swap-cow-vs-fork", "swap-cow-vs-fork-copy", "hard-cow-vs-fork",
-              "swapin-vs-collapse", "shared-shadow-inval-collapse")
+    probes = ("swap-cow-vs-fork-copy", "hard-cow-vs-fork", "swapin-vs-collapse",
+              "shared-shadow-inval-collapse", "swap-cow-vs-fork")
 
     async def vm_fault_cow_copy_done(self, fs: FaultState, copy: VmPage) -> None:
         """Validate the copy now."""
