@@ -292,7 +292,7 @@ async def vm_fault_soft_fast(fs: FaultState) -> FaultStatus:
     obj = fs.first_object
     assert obj is not None
     writable = bool(fs.prot & VM_PROT_WRITE)
-    where: list[tuple[VmObject, int]] = []
+    where: list[tuple[VmObject, int]] = []     # (object, pindex) the lookup used
 
     def peek() -> VmPage | None:
         # Unlocked radix lookup plus the racy validity/busy test.

@@ -112,7 +112,7 @@ def _version(spin: str, cwd: Path) -> str:
     return out.strip().removeprefix("Spin Version ").split(" --")[0]
 
 
-def _check(report: PanReport, probes: bool) -> None:
+def require_verdict(report: PanReport, probes: bool = False) -> None:
     """A report that is no verdict is an error of the model."""
     if report.depth_limited:
         raise SpinModelError(f"pan: max search depth too small (-m{PAN_DEPTH}): the "
@@ -157,7 +157,7 @@ def _run_in(d: Path, scenario: str, policy: str, switches: tuple[str, ...], spin
     pan_s = time.perf_counter() - t0
     # pan exits 0 whether or not it found an error; the report says which.
     report = parse_pan(done.stdout + done.stderr)
-    _check(report, probes)
+    require_verdict(report, probes)
     steps: tuple[TrailStep, ...] = ()
     if trail and report.verdict == "violation" and not probes:
         out, _ = _run([spin, "-t", "-p", TOP_FILE], d, "spin -t -p")
