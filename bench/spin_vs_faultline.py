@@ -1,0 +1,93 @@
+"""SPIN beside faultline: the verdict and the cost of each (scenario, policy) pair.
+
+For rw-race-shadow, shared-shadow-inval and cow-rename under every policy the Promela
+model expresses (faultline.spin.model.SWITCHES): SPIN's verdict (the property violated),
+states stored, transitions and seconds (spin -a + gcc + pan), beside faultline's verdict
+(optimal DPOR within the scenario's stated preemption bound, stopping at the first
+violation, no shrinking), executions and seconds.  For the pairs of
+faultline.spin.compare.BOUND_GAPS a second faultline line gives the larger bound.
+Prints figures only; it asserts nothing (tests/test_spin.py does).
+
+    python bench/spin_vs_faultline.py                 # ~8 min on one core
+    python bench/spin_vs_faultline.py --jobs 2 --markdown
+    python bench/spin_vs_faultline.py --scenario cow-rename --policy sbusy
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from faultline.spin.compare import BOUND_GAPS, PAIRS, FaultlineFigures, PairResult, compare_all
+from faultline.spin.run import SpinResult
+
+COLUMNS = ("scenario", "policy", "SPIN verdict", "states", "transitions", "SPIN s",
+           "faultline verdict", "executions", "faultline s", "agree")
+
+
+def spin_cells(r: SpinResult) -> list[str]:
+    rep = r.report
+    verdict = "pass" if rep.violation is None else f"violation: {rep.violation}"
+    return [verdict, f"{rep.states_stored:,}", f"{rep.transitions:,}", f"{r.seconds:.2f}"]
+
+
+def faultline_cells(f: FaultlineFigures) -> list[str]:
+    verdict = "pass" if f.verdict == "pass" else f"violation: {f.kind}"
+    bound = f" (<= {f.preemption_bound})" if f.preemption_bound is not None else ""
+    return [verdict + bound, f"{f.executions:,}", f"{f.seconds:.2f}"]
+
+
+def rows_of(r: PairResult) -> list[list[str]]:
+    agree = "yes" if r.agree else "no"
+    if r.beyond is not None:
+        agree = ("bound gap" if r.beyond.verdict == r.spin.verdict and not r.agree
+                 else agree)
+    rows = [[r.scenario, r.policy, *spin_cells(r.spin), *faultline_cells(r.faultline),
+             agree]]
+    if r.beyond is not None:
+        rows.append(["", "", "", "", "", "", *faultline_cells(r.beyond), ""])
+    return rows
+
+
+def print_table(rows: list[list[str]], markdown: bool) -> None:
+    if markdown:
+        print("| " + " | ".join(COLUMNS) + " |")
+        print("|" + "|".join("---" for _ in COLUMNS) + "|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        return
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
+    print("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="worker processes (the seconds are per pair, so >1 inflates them "
+                         "when the cores are shared)")
+    ap.add_argument("--scenario", action="append", help="only these scenarios")
+    ap.add_argument("--policy", action="append", help="only these policies")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = ap.parse_args()
+    pairs = [(s, p) for s, p in PAIRS if (not args.scenario or s in args.scenario)
+             and (not args.policy or p in args.policy)]
+    results = compare_all(pairs, jobs=args.jobs,
+                          done=lambda r: print(f"done: {r.scenario} {r.policy}",
+                                               file=sys.stderr, flush=True))
+    rows = [row for r in results for row in rows_of(r)]
+    print_table(rows, args.markdown)
+    agree = sum(r.agree for r in results)
+    gaps = [r for r in results if not r.agree and (r.scenario, r.policy) in BOUND_GAPS
+            and r.beyond is not None and r.beyond.verdict == r.spin.verdict]
+    print(f"\n{agree} of {len(results)} pairs agree within the stated bounds; "
+          f"{len(gaps)} more agree within the larger bound of BOUND_GAPS; "
+          f"{len(results) - agree - len(gaps)} disagree.  SPIN s: spin -a + gcc + pan.")
+
+
+if __name__ == "__main__":
+    main()
