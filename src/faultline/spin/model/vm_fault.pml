@@ -33,9 +33,10 @@
  * wiring, bypass, swap, page queues, the pv-list and pmap locks.  Reaching any of those
  * is a "model_limit_" assertion: an error of the model, never a verdict.
  *
- * A scenario file includes vm_const.pml, defines NTHREADS, NCELLS, NEVENTS, OBJ_ANON(o), OBJ_HAS_HANDLE(o),
- * ENTRY_WRITABLE(a), ENTRY_NEEDS_COPY(a), CELL(a) and next_op(), then includes this
- * file, then writes init.  The policy is chosen with -D: POLICY_XBUSY (before D51474)
+ * A scenario file includes vm_const.pml, defines NTHREADS, NCELLS, NEVENTS,
+ * OBJ_ANON(o), OBJ_HAS_HANDLE(o), ENTRY_WRITABLE(a), ENTRY_NEEDS_COPY(a), CELL(a) and
+ * next_op(), then includes this file, then writes init (the state after the
+ * scenario's setup, and the threads).  The policy is chosen with -D: POLICY_XBUSY (before D51474)
  * or POLICY_SBUSY (D51474), and at most one MUTANT_* switch (faultline's seeded bugs,
  * src/faultline/kern/mutants.py) on top of POLICY_SBUSY.
  *
@@ -44,6 +45,10 @@
  * D49758), faultline's structural invariants (O3, W, P3/P5 over the PTEs) and its
  * memory oracle.  A deadlock is pan's "invalid end state".
  */
+
+#if NTHREADS > 3
+#error "vm_fault.pml: WAKEUP and asleep[] have room for three threads"
+#endif
 
 /* where vm_fault_deallocate() and vm_object_deallocate() return to */
 #define RET_DONE     0    /* the fault is complete: retry the access */
@@ -127,7 +132,8 @@ hidden byte probe_collapse_free_shadowed, probe_collapse_wait_busy;
 #endif
 
 #define BUSIED(p)        (pg_xown[p] != 0 || pg_shr[p] > 0)
-#define SHADOW_COUNT(o)  ((obj_backing[S] == (o)) + (obj_backing[O] == (o)))
+/* shadow_count: kept for anonymous backing objects only (vm_object_backing_insert) */
+#define SHADOW_COUNT(o)  (OBJ_ANON(o) -> (obj_backing[S] == (o)) + (obj_backing[O] == (o)) : 0)
 #define NEEDS_GETPAGES(o) (!OBJ_ANON(o))    /* vm_fault_object_needs_getpages: no swap */
 #define IS_READ          (!prot_w && !fwrite)   /* vm_fault_is_read */
 #define MIGHT_BE_COW     (obj != fo)             /* vm_fault_might_be_cow */
