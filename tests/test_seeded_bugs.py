@@ -15,7 +15,7 @@ from faultline.scenario.loader import load_catalog, load_scenario
 CAUGHT = ("sbusy-write", "rename-sbusied", "no-shootdown", "first-m-early-release",
           "busy-sleep-no-restart", "prefault-maps-invalid", "soft-fast-below-top",
           "early-valid-cow-copy", "cow-map-unlocked", "cow-chases-chain",
-          "deallocate-before-unbusy", "lost-wakeup")
+          "collapse-guesses-shadow", "deallocate-before-unbusy", "lost-wakeup")
 ARGUED = ("sbusy-renamable", "rename-no-recheck", "early-unbusy-m-cow",
           "relookup-ignores-object")
 
@@ -49,6 +49,7 @@ def test_the_caught_seeded_bugs_are_caught_by_their_probes() -> None:
     ("early-valid-cow-copy", "invariant", "a shadowed page stays mapped (O3)"),
     ("cow-map-unlocked", "invariant", "a shadowed page stays mapped (O3)"),
     ("cow-chases-chain", "invariant", "a shadowed page stays mapped (O3)"),
+    ("collapse-guesses-shadow", "panic", "freeing mapped page"),
     ("deallocate-before-unbusy", "deadlock", "asleep on obj1.pip (objtrm)"),
     ("lost-wakeup", "deadlock", "(vmpfw)"),
 ])

@@ -49,6 +49,10 @@ JOBS = int(os.environ.get("FAULTLINE_SPIN_TEST_JOBS", "2"))
 NOT_REACHED_HERE = {
     "deallocate-before-unbusy": "it needs a fault whose first_object has a shadow for "
                                 "its deallocation to collapse (its probe: swapin-vs-munmap)",
+    "collapse-guesses-shadow": "it needs a collapse to meet a busy parent page over an "
+                               "unbusied backing page: a page being swapped in, or a "
+                               "placeholder whose fault has not reached the backing "
+                               "page (its probes: swapin-vs-collapse, cow-vs-collapse)",
 }
 
 

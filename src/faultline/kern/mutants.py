@@ -397,6 +397,30 @@ class CowChasesChain(Mutant):
         return True
 
 
+class CollapseGuessesShadow(Mutant):
+    """vm_object_collapse_scan does not wait for a busy parent page: it takes the page
+    as shadowing the backing page and frees that.  A busy parent page may be a fault's
+    invalid placeholder, which shadows nothing and may yet be freed by its fault: the
+    backing page's data is then lost to every view through the chain (the memory
+    oracle), or it is freed while still mapped (FreeBSD's "freeing mapped page")."""
+
+    name = "collapse-guesses-shadow"
+    description = "collapse frees a backing page under a busy parent page"
+    breaks = ("vm_object_collapse_scan: the sleep on a busy parent page, whose validity "
+              "cannot be told yet (reference 5.4 item 3)")
+    probes = ("swapin-vs-collapse", "cow-vs-collapse", "cow-rename",
+              "shared-shadow-inval-collapse", "cow-below-middle")
+
+    async def vm_object_collapse_scan_busy_parent(self, obj: VmObject, p: VmPage,
+                                                  pp: VmPage) -> None:
+        """Free p as a shadowed page."""
+        from faultline.kern.swap_pager import swap_pager_freespace
+        from faultline.kern.vm_page import vm_page_free
+        assert obj.backing_object is not None
+        swap_pager_freespace(obj.backing_object, p.pindex)
+        await vm_page_free(p)
+
+
 class DeallocateBeforeUnbusy(Mutant):
     """vm_fault_deallocate drops the fault's reference on first_object before it
     releases its busies.  The last reference but one going away collapses
@@ -435,4 +459,4 @@ MUTANTS: dict[str, type[Mutant]] = {m.name: m for m in (
     SbusyWrite, RenameSbusied, NoShootdown, RenameNoRecheck, SbusyRenamable,
     FirstMEarlyRelease, BusySleepNoRestart, EarlyUnbusyMCow, PrefaultMapsInvalid,
     SoftFastBelowTop, EarlyValidCowCopy, CowMapUnlocked, RelookupIgnoresObject,
-    CowChasesChain, DeallocateBeforeUnbusy, LostWakeup)}
+    CowChasesChain, CollapseGuessesShadow, DeallocateBeforeUnbusy, LostWakeup)}

@@ -146,6 +146,17 @@ class Policy:
         too -- so it comes after every busy is released (reference 5.4 item 5)."""
         return False
 
+    async def vm_object_collapse_scan_busy_parent(self, obj: VmObject, p: VmPage,
+                                                  pp: VmPage) -> None:
+        """vm_object_collapse_scan: the parent's page pp at backing page p's index is
+        busy -- a fault's placeholder, or a page being paged in -- and maybe not yet
+        valid, so nobody can tell whether it shadows p: unbusy p, sleep until pp's owner
+        is done and rescan (reference 5.4 item 3).  Both objects write-locked."""
+        from faultline.kern.vm_object import vm_object_collapse_scan_wait
+        from faultline.kern.vm_page import vm_page_xunbusy
+        await vm_page_xunbusy(p)
+        await vm_object_collapse_scan_wait(obj, pp)
+
     def vm_page_busy_sleep_set_waiters(self, w: BusyWord) -> None:
         """vm_page_busy_sleep: flag VPB_BIT_WAITERS (under the sleepqueue lock, in the
         same step as the decision to sleep), so that the releaser wakes us

@@ -530,9 +530,8 @@ async def vm_object_collapse_scan(obj: VmObject) -> None:
         pp = obj.pages.get(new_pindex)
         if pp is not None and not await vm_page_tryxbusy(pp):
             # The parent's page is busy and maybe not yet valid: we cannot tell
-            # whether it shadows p until its owner is done.
-            await vm_page_xunbusy(p)
-            await vm_object_collapse_scan_wait(obj, pp)
+            # whether it shadows p until its owner is done (the policy's question).
+            await obj.vm.policy.vm_object_collapse_scan_busy_parent(obj, p, pp)
             continue
         if pp is not None and not pp.valid:
             await vm_page_free(pp)                 # left by an incomplete fault

@@ -60,6 +60,7 @@ SWITCHES: dict[str, tuple[str, ...]] = {
     "first-m-early-release": ("POLICY_SBUSY", "MUTANT_FIRST_M_EARLY_RELEASE"),
     "early-unbusy-m-cow": ("POLICY_SBUSY", "MUTANT_EARLY_UNBUSY_M_COW"),
     "soft-fast-below-top": ("POLICY_SBUSY", "MUTANT_SOFT_FAST_BELOW_TOP"),
+    "collapse-guesses-shadow": ("POLICY_SBUSY", "MUTANT_COLLAPSE_GUESSES_SHADOW"),
     "deallocate-before-unbusy": ("POLICY_SBUSY", "MUTANT_DEALLOCATE_BEFORE_UNBUSY"),
     "lost-wakeup": ("POLICY_SBUSY", "MUTANT_LOST_WAKEUP"),
 }

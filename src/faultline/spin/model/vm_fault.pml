@@ -520,7 +520,13 @@ inline VM_OBJECT_COLLAPSE() {
 				:: else -> ok = 1
 				fi;
 				if
-				:: !ok -> XUNBUSY(p); PROBE(collapse_wait_busy); COLLAPSE_SCAN_WAIT(pp)
+				:: !ok ->
+#ifdef MUTANT_COLLAPSE_GUESSES_SHADOW
+					/* seeded: the busy parent page is taken as shadowing p */
+					VM_PAGE_FREE(p); PROBE(collapse_free_shadowed)
+#else
+					XUNBUSY(p); PROBE(collapse_wait_busy); COLLAPSE_SCAN_WAIT(pp)
+#endif
 				:: else ->
 					if
 					:: pp != NONE && !pg_valid[pp] ->
