@@ -309,7 +309,8 @@ def check(
     everything: Annotated[bool, typer.Option(
         "--all", help="Check every catalog scenario (in name order), then those named.")
     ] = False,
-    policy: Annotated[str, typer.Option(help="Busy policy: xbusy or sbusy.")] = "sbusy",
+    policy: Annotated[str, typer.Option(
+        help="Busy policy: xbusy, sbusy, or a seeded bug (faultline mutants).")] = "sbusy",
     strategy: Annotated[str, typer.Option(
         help="Exploration strategy: random (uniform), pct (priority change points), "
              "dpor (systematic: one execution per Mazurkiewicz trace) or portfolio "
