@@ -273,9 +273,12 @@ class PrefaultMapsInvalid(Mutant):
 class SoftFastBelowTop(Mutant):
     """vm_fault_soft_fast looks one object down when first_object has no page at the
     index, and maps the backing page it finds there under first_object's busy alone.
-    A COW of the same address in flight holds its placeholder first_m in first_object
-    and is about to shadow that page: the soft_fast mapping of the backing page then
-    survives the COW's shootdown (O3, or a stale read through the memory oracle)."""
+    A write fault then maps the backing page writable: the structural invariant that a
+    writable PTE maps a page of the entry's top object catches it (the page is shared
+    with every other view of the backing object).  A read fault maps it beside a COW of
+    the same address in flight, whose placeholder first_m in first_object is about to
+    shadow it: the mapping survives the COW's shootdown (O3, or a stale read that the
+    memory oracle catches; SPIN's model finds that one on shared-shadow-inval)."""
 
     name = "soft-fast-below-top"
     description = "soft_fast maps a page of the backing object"
