@@ -426,9 +426,11 @@ class CollapseGuessesShadow(Mutant):
 
 class DeallocateBeforeUnbusy(Mutant):
     """vm_fault_deallocate drops the fault's reference on first_object before it
-    releases its busies.  The last reference but one going away collapses
-    first_object's shadow into it, and collapse sleeps on the busy pages it meets --
-    the fault's own: the fault sleeps on itself (deadlock)."""
+    releases its busies and paging counts.  When a munmap took the entry's reference
+    while the fault had the map dropped, the fault's is the last: vm_object_terminate
+    waits for the object's paging count to drain -- the fault's own -- and the fault
+    sleeps on itself (deadlock).  With a reference left and one shadow, the collapse
+    that follows sleeps on the fault's busy pages the same way."""
 
     name = "deallocate-before-unbusy"
     description = "drop the first_object reference before the busies"

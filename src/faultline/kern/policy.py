@@ -142,8 +142,9 @@ class Policy:
 
     async def vm_fault_deallocate_reference_first(self, fs: FaultState) -> bool:
         """vm_fault_deallocate: drop the fault's first_object reference before the busies?
-        No: the deallocation may collapse, and a collapse sleeps on busy pages -- ours
-        too -- so it comes after every busy is released (reference 5.4 item 5)."""
+        No: the deallocation may collapse or terminate the object, which sleep on busy
+        pages and on the paging count -- ours too -- so it comes after every busy and pip
+        is released (reference 5.4 item 5)."""
         return False
 
     async def vm_object_collapse_scan_busy_parent(self, obj: VmObject, p: VmPage,
