@@ -429,8 +429,8 @@ class DeallocateBeforeUnbusy(Mutant):
     releases its busies and paging counts.  When a munmap took the entry's reference
     while the fault had the map dropped, the fault's is the last: vm_object_terminate
     waits for the object's paging count to drain -- the fault's own -- and the fault
-    sleeps on itself (deadlock).  With a reference left and one shadow, the collapse
-    that follows sleeps on the fault's busy pages the same way."""
+    sleeps on itself (deadlock).  Reference 5.4 item 5 names the other case, a
+    collapse sleeping on the fault's busy pages, which no catalog scenario reaches."""
 
     name = "deallocate-before-unbusy"
     description = "drop the first_object reference before the busies"
