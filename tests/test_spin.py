@@ -3,10 +3,8 @@ the fault path agrees with faultline's verdicts.
 
 (a) For rw-race-shadow, shared-shadow-inval and cow-rename under every policy the
     Promela model expresses, SPIN's verdict is faultline's (optimal DPOR within the
-    scenario's stated preemption bound, both computed here), but for the pairs of
-    spin.compare.BOUND_GAPS, where faultline needs a larger bound to reach what SPIN's
-    unbounded search finds: then the stated bound still passes and the larger bound
-    finds it.
+    scenario's stated preemption bound, both computed here).  A stated bound that
+    misses what SPIN's unbounded search finds fails here: raise the scenario's bound.
 (b) The model is not vacuous: each scenario reaches its coverage probes under sbusy;
     xbusy and sbusy pass everywhere; every expressible seeded bug not argued harmless
     is found on at least one of the three scenarios (but the one whose race none of them
@@ -34,7 +32,7 @@ from faultline.kern.mutants import MUTANTS
 from faultline.kern.policy import all_policies
 from faultline.spin import model as spin_model
 from faultline.spin import run as spin_run
-from faultline.spin.compare import BOUND_GAPS, PAIRS, PairResult, compare_all
+from faultline.spin.compare import PAIRS, PairResult, compare_all
 from faultline.spin.errors import SpinModelError, SpinToolMissing, SpinUnsupported
 from faultline.spin.model import NOT_EXPRESSIBLE, SCENARIOS, SWITCHES
 from faultline.spin.pan import kind_of, parse_pan, parse_trail
@@ -75,26 +73,15 @@ def test_spin_agrees_with_faultline(pairs: dict[tuple[str, str], PairResult],
     spin_says = f"{r.spin.verdict} ({r.spin.report.violation})"
     assert r.faultline.exhaustive or r.faultline.verdict == "violation", \
         f"faultline's DPOR of {scenario} under {policy} did not finish its bound"
-    gap = BOUND_GAPS.get((scenario, policy))
-    if gap is None:
-        assert r.spin.verdict == r.faultline.verdict, (
-            f"{scenario} under {policy}: SPIN says {spin_says}, faultline (DPOR within "
-            f"{r.faultline.preemption_bound} preemptions) says {r.faultline.verdict}")
-        return
-    # A known gap of the stated bound: it still misses the violation, the larger one
-    # finds it.  (If the scenario's bound is raised, drop the pair from BOUND_GAPS.)
-    assert r.beyond is not None
-    assert (r.spin.verdict, r.faultline.verdict, r.beyond.verdict) == \
-        ("violation", "pass", "violation"), (
-            f"{scenario} under {policy}: SPIN {spin_says}, faultline within the stated "
-            f"bound {r.faultline.verdict}, within {gap} preemptions {r.beyond.verdict}")
+    assert r.spin.verdict == r.faultline.verdict, (
+        f"{scenario} under {policy}: SPIN says {spin_says}, faultline (DPOR within "
+        f"{r.faultline.preemption_bound} preemptions) says {r.faultline.verdict}")
 
 
 def test_every_policy_is_expressed_or_has_a_reason() -> None:
     assert set(SWITCHES) | set(NOT_EXPRESSIBLE) == set(all_policies())
     assert not set(SWITCHES) & set(NOT_EXPRESSIBLE)
     assert set(PAIRS) == {(s, p) for s in SCENARIOS for p in SWITCHES}
-    assert set(BOUND_GAPS) <= set(PAIRS)
 
 
 # ---------------------------------------------------------------- (b) not vacuous
