@@ -181,12 +181,7 @@ async def thread_single(p: Proc) -> bool:
     wait until we are its only thread.  False, at once, if another thread already is:
     exit1 and kern_execve then give up, and the thread leaves the process at its next
     boundary (thread_suspend_check: the winner's SINGLE_EXIT makes it exit)."""
-    def claim() -> bool:
-        if p.single:
-            return False
-        p.single = True
-        return True
-    if not await ops.atomic(p, "set P_SINGLE_EXIT", claim):
+    if not await ops.cas(p, "single", False, True):        # set P_SINGLE_EXIT
         await ops.note("thread-single-lost", p.name)
         return False
     while await ops.sleep(p, "exithold", None, lambda: p.nthreads > 1):
@@ -196,7 +191,7 @@ async def thread_single(p: Proc) -> bool:
 
 async def thread_exit(p: Proc) -> None:
     """A thread leaves the process (its op list is done, or the process is exiting)."""
-    await ops.atomic(p, "thread_exit", lambda: setattr(p, "nthreads", p.nthreads - 1))
+    await ops.atomic_add_int(p, "nthreads", -1)
     await ops.wakeup(p)
 
 

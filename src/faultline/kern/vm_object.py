@@ -149,13 +149,13 @@ def vm_object_allocate_anon(vm: Vm, size: int, backing: VmObject | None) -> VmOb
 
 async def vm_object_reference(obj: VmObject) -> None:
     """vm_object_reference: refcount_acquire, no lock needed."""
-    await ops.atomic_add(obj, "ref_count", 1)
+    await ops.atomic_add_int(obj, "ref_count", 1)
 
 
 async def vm_object_reference_locked(obj: VmObject) -> None:
     """vm_object_reference_locked: object locked; still an atomic increment."""
     lock_assert(obj.lock, "held")
-    await ops.atomic_add(obj, "ref_count", 1)
+    await ops.atomic_add_int(obj, "ref_count", 1)
 
 
 async def vm_object_pip_add(obj: VmObject, n: int = 1) -> None:
@@ -276,7 +276,7 @@ async def _refcount_release_if_gt(obj: VmObject, n: int) -> bool:
             obj.ref_count -= 1
             return True
         return False
-    return await ops.atomic(obj, "refcount_release_if_gt", release)
+    return await ops.atomic(obj, "refcount_release_if_gt", release, field="ref_count")
 
 
 async def _refcount_release(obj: VmObject) -> bool:
@@ -370,7 +370,7 @@ async def _refcount_acquire_if_not_zero(obj: VmObject) -> bool:
             return False
         obj.ref_count += 1
         return True
-    return await ops.atomic(obj, "refcount_acquire_if_not_zero", acquire)
+    return await ops.atomic(obj, "refcount_acquire_if_not_zero", acquire, field="ref_count")
 
 
 async def vm_object_terminate(obj: VmObject) -> None:

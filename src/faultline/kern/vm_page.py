@@ -220,7 +220,7 @@ def vm_page_dirty(m: VmPage) -> None:
 
 async def vm_page_wire(m: VmPage) -> None:
     """vm_page_wire: busy or object lock held by the caller."""
-    await ops.atomic_add(m, "wire_count", 1)
+    await ops.atomic_add_int(m, "wire_count", 1)
 
 
 async def vm_page_unwire(m: VmPage) -> None:

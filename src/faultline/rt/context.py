@@ -44,8 +44,24 @@ def curtid() -> int:
 
 # Footprint recording (partial-order reduction): while a step runs under an explorer
 # that asked for footprints, every write to a tracked model object and every explicit
-# touch() lands here as (key_of(object), "w" or "r").  None when nobody records.
+# touch() lands here.  An access to one field is logged at field level, as
+# ((key_of(object), field), "w" or "r") plus (key_of(object), "f-w" or "f-r"): the
+# second entry says "some field of it", so that it still conflicts with an access to
+# the object as a whole ("w", "r"), but not with other fields' (check.search.dependency).
+# An object with no stable key (an id()) and a touch() naming no field are logged
+# at object level.  None when nobody records.
 footprint_log: list[tuple[Any, str]] | None = None
+_SOME_FIELD = {"w": "f-w", "r": "f-r"}
+
+
+def log_field(log: list[tuple[Any, str]], obj: Any, field: str, kind: str) -> None:
+    """Log an access of `kind` ("w" or "r") to `obj.field` in footprint log `log`."""
+    k = key_of(obj)
+    if type(k) is int:
+        log.append((k, kind))
+    else:
+        log.append(((k, field), kind))
+        log.append((k, _SOME_FIELD[kind]))
 
 
 def atomic_store(obj: Any, field: str, value: Any) -> None:
@@ -62,7 +78,7 @@ def _log_write(obj: Any, field: str, kind: Any) -> None:
     # (`kind`: True plain, INLINE_ATOMIC atomic), sited at the model code that made it.
     log = footprint_log
     if log is not None:
-        log.append((key_of(obj), "w"))
+        log_field(log, obj, field, "w")
     acc = access_log
     if acc is not None:
         acc.append((obj, field, kind, _site(sys._getframe(2))))
@@ -102,7 +118,10 @@ def touch(obj: Any, write: bool = True, field: str | None = None,
     detection gives it the acquire and release of an atomic op on `obj`."""
     log = footprint_log
     if log is not None:
-        log.append((key_of(obj), "w" if write else "r"))
+        if field is None:
+            log.append((key_of(obj), "w" if write else "r"))
+        else:
+            log_field(log, obj, field, "w" if write else "r")
     acc = access_log
     if acc is not None:
         acc.append((obj, field or CONTENTS, INLINE_ATOMIC if atomic else write,
@@ -121,7 +140,7 @@ class Tracked:
 def _footprint_setattr(self: Any, name: str, value: Any) -> None:
     log = footprint_log
     if log is not None:
-        log.append((key_of(self), "w"))
+        log_field(log, self, name, "w")
     object.__setattr__(self, name, value)
 
 

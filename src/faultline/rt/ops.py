@@ -106,12 +106,16 @@ class Wakeup(Op):
 
 @dataclass(frozen=True, slots=True)
 class Atomic(Op):
-    """Run `fn()` atomically and return its result; `obj` and `what` name the access."""
+    """Run `fn()` atomically and return its result; `obj` and `what` name the access.
+    With `field`, `fn` touches only that one data field of `obj` (a racy load or store,
+    a fetchadd, a cmpset), so it commutes with accesses to the object's other fields."""
 
     obj: Any
     what: str
     fn: Callable[[], Any]
     write: bool = True
+    field: str | None = None
+    blind: bool = False    # an add to `field` whose result nobody reads: adds commute
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,19 +206,23 @@ async def wakeup(chan: Any, one: bool = False) -> None:
     await _trap(Wakeup(chan, one))
 
 
-async def atomic(obj: Any, what: str, fn: Callable[[], Any], write: bool = True) -> Any:
-    """Run `fn` as one indivisible step touching `obj`; returns fn's result."""
-    return await _trap(Atomic(obj, what, fn, write))
+async def atomic(obj: Any, what: str, fn: Callable[[], Any], write: bool = True,
+                 field: str | None = None) -> Any:
+    """Run `fn` as one indivisible step touching `obj` (only its `field`, if given);
+    returns fn's result."""
+    return await _trap(Atomic(obj, what, fn, write, field))
 
 
 async def racy_load(obj: Any, field: str) -> Any:
     """An unlocked read of `obj.field`: a scheduling point (FreeBSD's racy reads)."""
-    return await _trap(Atomic(obj, f"load {field}", lambda: getattr(obj, field), False))
+    return await _trap(Atomic(obj, f"load {field}", lambda: getattr(obj, field), False,
+                              field))
 
 
 async def racy_store(obj: Any, field: str, value: Any) -> None:
     """An unlocked store of `value` into `obj.field`."""
-    await _trap(Atomic(obj, f"store {field}", lambda: setattr(obj, field, value)))
+    await _trap(Atomic(obj, f"store {field}", lambda: setattr(obj, field, value),
+                              field=field))
 
 
 async def atomic_add(obj: Any, field: str, delta: int) -> int:
@@ -223,7 +231,15 @@ async def atomic_add(obj: Any, field: str, delta: int) -> int:
         old = getattr(obj, field)
         setattr(obj, field, old + delta)
         return old
-    return await _trap(Atomic(obj, f"fetchadd {field}", fetchadd))
+    return await _trap(Atomic(obj, f"fetchadd {field}", fetchadd, field=field))
+
+
+async def atomic_add_int(obj: Any, field: str, delta: int) -> None:
+    """atomic_add_int on `obj.field`: an add that returns nothing, so two of them
+    commute (their order changes no value anybody reads)."""
+    def add() -> None:
+        setattr(obj, field, getattr(obj, field) + delta)
+    await _trap(Atomic(obj, f"add {field}", add, field=field, blind=True))
 
 
 async def cas(obj: Any, field: str, expect: Any, new: Any) -> bool:
@@ -233,7 +249,7 @@ async def cas(obj: Any, field: str, expect: Any, new: Any) -> bool:
             return False
         setattr(obj, field, new)
         return True
-    return await _trap(Atomic(obj, f"cas {field}", cmpset))
+    return await _trap(Atomic(obj, f"cas {field}", cmpset, field=field))
 
 
 async def pause(wmesg: str) -> None:

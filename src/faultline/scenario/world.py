@@ -90,7 +90,7 @@ class World:
         if p is None or p.map is None:
             return                       # the process already exited
         # thread_link: the count is (A), and threads already started may be leaving.
-        await ops.atomic_add(p, "nthreads", 1)
+        await ops.atomic_add_int(p, "nthreads", 1)
         await ops.spawn(ts.name, ts.process, self.run_thread(ts, p))
 
     async def run_thread(self, ts: ThreadSpec, p: Proc) -> None:

@@ -16,8 +16,14 @@ detection mode, check/judging/racedetect.py, checks that assumption.)
                                                disabled until the release)
              everything else on L             race
     busy W:  trys || trys, sunbusy || sunbusy independent; else race
-    chan C:  sleep, resume, wake: wake -> resume ordered; wake || wake; else race
+    chan C:  sleep, resume, wake on C's queue (C, chan): wake -> resume ordered;
+             wake || wake; else race.  A sleep's check also reads and may write C as a whole (w)
     obj O:   r || r independent; else race
+    add:     add || add (blind adds to one field commute); else race
+    field:   an access to one field F of O is (O.F, r|w) plus (O, f-r|f-w), "some field of
+             O": f-* || f-* and f-r || r independent, so accesses to different fields
+             commute, while a whole-object access (an Atomic op, a touch() naming no
+             field) still meets every field's (write: all; read: the writes)
     pause:   races with every step of every other thread (see TICK)
 """
 
@@ -33,7 +39,13 @@ Access = tuple[Any, str]          # (stable key of the object, access kind)
 
 _INDEPENDENT = {("acq-s", "acq-s"), ("rel-s", "rel-s"), ("rel-s", "acq-s"),
                 ("acq-s", "rel-s"), ("r", "r"), ("trys", "trys"), ("sunbusy", "sunbusy"),
-                ("wake", "wake")}
+                ("wake", "wake"),
+                # "some field": two field-level accesses meet again at the field's own
+                # key, where a write to the same field races; a read of the whole object
+                # commutes with a field read.
+                ("f-w", "f-w"), ("f-w", "f-r"), ("f-r", "f-w"), ("f-r", "f-r"),
+                ("f-r", "r"), ("r", "f-r"),
+                ("add", "add")}      # blind adds to one field (ops.atomic_add_int)
 _ORDER_ONLY = {("rel-x", "acq-x"), ("rel-x", "acq-s"), ("rel-s", "acq-x"), ("dgr", "acq-s"),
                ("wake", "resume")}
 
@@ -83,23 +95,42 @@ def _fp_busy(op: ops.Busy, tid: int) -> tuple[Access, ...]:
     return ((key_of(op.word), op.action), (key_of(g), "r"))
 
 
+def _chan(chan: Any) -> Any:
+    """The key of `chan`'s sleep queue: apart from the object's own fields (a wakeup on
+    a process commutes with a racy load of its flags), except for an object with no
+    stable key, whose id() explorers rename."""
+    k = key_of(chan)
+    return k if type(k) is int else (k, "chan")
+
+
 def _fp_sleep(op: ops.Sleep, tid: int) -> tuple[Access, ...]:
+    # The check reads the channel object (sleep(9) callers test what they sleep on), and
+    # may write it (a waiters bit).
+    acc: tuple[Access, ...] = ((_chan(op.chan), "sleep"),)
+    if op.check is not None:
+        acc += ((key_of(op.chan), "w"),)
     il = op.interlock
     if il is None:
-        return ((key_of(op.chan), "sleep"),)
-    return ((key_of(op.chan), "sleep"), (key_of(il), _release_mode(il, tid)))
+        return acc
+    return (*acc, (key_of(il), _release_mode(il, tid)))
 
 
 def _fp_resume(op: ops.Resume, tid: int) -> tuple[Access, ...]:
-    return ((key_of(op.chan), "resume"),)
+    return ((_chan(op.chan), "resume"),)
 
 
 def _fp_wakeup(op: ops.Wakeup, tid: int) -> tuple[Access, ...]:
-    return ((key_of(op.chan), "wake"),)
+    return ((_chan(op.chan), "wake"),)
 
 
 def _fp_atomic(op: ops.Atomic, tid: int) -> tuple[Access, ...]:
-    return ((key_of(op.obj), "w" if op.write else "r"),)
+    k = key_of(op.obj)
+    kind = "w" if op.write else "r"
+    if op.field is None or type(k) is int:
+        return ((k, kind),)
+    if op.blind:
+        kind = "add"
+    return (((k, op.field), kind), (k, "f-w" if op.write else "f-r"))   # rt.context.footprint_log
 
 
 def _fp_pause(op: ops.Pause, tid: int) -> tuple[Access, ...]:
