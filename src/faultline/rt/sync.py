@@ -335,7 +335,7 @@ class BlockCount:
 
 async def blockcount_acquire(bc: BlockCount, n: int = 1) -> None:
     """blockcount_acquire: count += n (callers hold the lock that orders it)."""
-    await ops.atomic_add(bc, "count", n)
+    await ops.atomic_add_int(bc, "count", n)
 
 
 async def blockcount_release(bc: BlockCount, n: int = 1) -> None:
@@ -388,6 +388,7 @@ async def flag_post(f: Flag) -> None:
 
 
 async def flag_wait(f: Flag) -> None:
-    """Block until the flag is posted."""
-    while not await ops.atomic(f, "test", lambda: f.posted, write=False):
-        await ops.sleep(f, "uwait", None, lambda: not f.posted)
+    """Block until the flag is posted.  One sleep whose check reads the flag: a flag is
+    never unposted, so a waiter woken by its post needs no second test (a test-and-sleep
+    loop would only add orders of the same two outcomes for DPOR to explore)."""
+    await ops.sleep(f, "uwait", None, lambda: not f.posted)

@@ -99,6 +99,7 @@ class DporResult:
     trace_keys: set[int] = field(default_factory=set)
     explored_share: float = 0.0
     cache_hits: int = 0            # with cache_states: runs cut at a state explored before
+    states: int = 0                # with cache_states: states whose subtree was completed
     # With split: the subtree's frozen path, and the branches its races asked for at
     # those nodes as (node index, thread), left to other subtrees (check.search.split).
     root: list[int] = field(default_factory=list)
@@ -730,6 +731,8 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
         else:
             prefix_len = _next_prefix(nodes, bound, None if cache is None else
                                       lambda node: _retire(nodes, node, cache), floor)
+        if cache is not None:
+            res.states = cache.stored
         if prefix_len < 0:
             return res
         if max_executions is not None and res.executions >= max_executions:

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import gc
 import hashlib
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import (
     BuiltinFunctionType,
+    CellType,
     CodeType,
     CoroutineType,
     FunctionType,
@@ -50,7 +52,7 @@ from typing import Any
 
 from faultline.check.judging.coverage import Coverage
 from faultline.check.judging.invariants import StructureChecker
-from faultline.rt.execution import Execution
+from faultline.rt.execution import Execution, Thread
 from faultline.rt.witness import Witness
 from faultline.scenario.oracle import MemoryOracle
 
@@ -61,6 +63,9 @@ class _Uncanonical(Exception):
 
 _ATOMS = (int, str, bool, float, bytes, type(None))
 _fields_cache: dict[type, tuple[str, ...]] = {}
+# Fields that are bookkeeping, not state: a thread's step count decides nothing but the
+# wording of a "no progress" verdict (docs/state-caching.md, section 1).
+_NOT_STATE: dict[type, frozenset[str]] = {Thread: frozenset({"steps"})}
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
@@ -76,6 +81,9 @@ def _field_names(cls: type) -> tuple[str, ...]:
                     if s not in found and s not in ("__dict__", "__weakref__"):
                         found.append(s)
             names = tuple(found)
+        skip = _NOT_STATE.get(cls)
+        if skip:
+            names = tuple(n for n in names if n not in skip)
         _fields_cache[cls] = names
     return names
 
@@ -157,6 +165,9 @@ class _Encoder:
 
     def _frozenset(self, x: frozenset[Any]) -> None:
         self.out.append(("F", tuple(sorted(_atom(v) for v in x))))
+
+    def _range(self, x: range) -> None:
+        self.out.append(("range", x.start, x.stop, x.step))
 
     def _class(self, x: type) -> None:
         self.out.append(("C", x.__module__, x.__qualname__))
@@ -288,7 +299,8 @@ class _Encoder:
             code = c.cr_code if type(c) is CoroutineType else c.gi_code
             self.out.append(("coro-done", *_code(code)))
             return
-        self.out.append(("coro", *_code(frame.f_code), frame.f_lasti))
+        code = frame.f_code
+        self.out.append(("coro", *_code(code), frame.f_lasti))
         loc = frame.f_locals
         out = self.out
         out.append(("locals", len(loc)))
@@ -298,7 +310,48 @@ class _Encoder:
                 out.append(v)
             else:
                 self.value(v)
+        # The value stack, which f_locals does not show: a for loop's iterator (its
+        # position tells iterations with equal locals apart), a partial expression
+        # awaiting an operand, a with block's exit.  The garbage collector's view of a
+        # suspended coroutine lists its name, bound locals, then that stack, in order.
+        stack = [r for r in gc.get_referents(c)
+                 if r is not frame and r is not loc and type(r) is not CodeType
+                 and not (type(r) is FunctionType and r.__code__ is code)]
+        if stack and stack[-1] is None:
+            # Last comes the saved exception (None or not there, as history decides):
+            # a suspended await keeps its awaitable on top, so a final None is not stack.
+            stack.pop()
+        out.append(("stack", len(stack)))
+        for v in stack:
+            if type(v) in _ATOMS:
+                out.append(v)
+            else:
+                self.value(v)
         self.value(c.cr_await if type(c) is CoroutineType else c.gi_yieldfrom)
+
+
+def _iterator(enc: _Encoder, x: Any) -> None:
+    # A built-in iterator is what its pickling says: (iter, (sequence,), position).
+    enc._mutable(x, lambda e, y: (e.out.append(("it", type(y).__name__)),
+                                  e.value(y.__reduce__())))
+
+
+def _cell(enc: _Encoder, x: CellType) -> None:
+    # A closure cell, shared by a frame and the functions it made.
+    def write(e: _Encoder, c: CellType) -> None:
+        try:
+            v = c.cell_contents
+        except ValueError:
+            e.out.append(("empty",))
+            return
+        e.out.append("cell")
+        e.value(v)
+    enc._mutable(x, write)
+
+
+_ITERATORS = frozenset(type(i) for i in (iter([]), iter(()), iter(range(0)), iter({}),
+                                         iter({}.values()), iter({}.items()), iter(""),
+                                         reversed([]), enumerate([]), zip()))
 
 
 def _uncanonical(enc: _Encoder, x: Any) -> None:
@@ -309,13 +362,17 @@ def _handler_for(t: type) -> Callable[[_Encoder, Any], None]:
     """How values of type t are encoded (decided once per type)."""
     E = _Encoder
     simple: dict[type, Callable[[_Encoder, Any], None]] = {
-        tuple: E._tuple, frozenset: E._frozenset, FunctionType: E._function,
+        tuple: E._tuple, frozenset: E._frozenset, range: E._range, FunctionType: E._function,
         MethodType: E._method, BuiltinFunctionType: E._builtin, ModuleType: E._module}
     mutable: dict[type, Callable[[_Encoder, Any], None]] = {
         list: E._list, deque: E._list, dict: E._dict, OrderedDict: E._dict, set: E._set,
         CoroutineType: E._coroutine, GeneratorType: E._coroutine}
     if t in simple:
         return simple[t]
+    if t in _ITERATORS:
+        return _iterator
+    if t is CellType:
+        return _cell
     if t in mutable:
         write = mutable[t]
         return lambda enc, x: enc._mutable(x, write)
@@ -337,7 +394,8 @@ _HANDLERS: dict[type, Callable[[_Encoder, Any], None]] = {}
 
 def _encode(ex: Execution, extra: Any, skip: tuple[Any, ...] = ()) -> list[Any]:
     enc = _Encoder()
-    enc.out.append(("steps", ex.steps, ex.step_bound))
+    # Not the step count: see docs/state-caching.md, section 1 (loops converge).
+    enc.out.append(("step-bound", ex.step_bound))
     enc.value(ex.threads)
     enc.value([t.tid for t in ex._pausers])
     # The sleep queues are keyed by id(chan); every queued thread records its chan,
@@ -417,6 +475,7 @@ class StateCache:
         self.limit = limit
         self.stride = stride
         self.entries: OrderedDict[bytes, CacheEntry] = OrderedDict()
+        self.stored = 0                 # distinct states ever recorded (some forgotten)
         self.events: list[tuple[int, tuple[Any, ...]]] = [(-1, ())]
         self._index: dict[tuple[int, tuple[Any, ...]], int] = {}
         self._tainted: set[int] = set()
@@ -429,6 +488,7 @@ class StateCache:
         """Record a state whose subtree is now completely explored."""
         if below & self.TAINTED:
             return
+        self.stored += key not in self.entries
         self.entries[key] = CacheEntry(below, frozenset(free))
         if len(self.entries) > self.limit:
             self.entries.popitem(last=False)
