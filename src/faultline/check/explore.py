@@ -102,8 +102,9 @@ class CheckConfig:
         default_factory=_env_number("FAULTLINE_CHECKPOINT_SECONDS", 30.0, 0.0))
     race_detect: bool = False      # check the locking discipline (--race-detect)
     # DPOR: cut runs at states explored completely before (--cache-states); always
-    # source-DPOR (docs/state-caching.md).
-    cache_states: bool = False
+    # source-DPOR (docs/state-caching.md).  None: only where the exploration is
+    # unbounded, which retry loops make endless without it (stateful_dpor).
+    cache_states: bool | None = None
     # DPOR: frozen scheduling points whose subtrees are dealt out to workers (--split;
     # check.search.split); None: split.AUTO_DEPTH when workers outnumber scenarios, else 0.
     split: int | None = None
@@ -236,18 +237,9 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
                         status: Callable[[str], None] | None = None) -> ScenarioResult:
     """Explore the scenario with optimal or source DPOR, for each preemption bound in
     turn (iterative deepening) or unbounded; stop at the first violation."""
-    if cfg.dpor not in DPOR_FLAVOURS:
-        raise ValueError(f"unknown DPOR flavour {cfg.dpor!r}; this version knows: "
-                         f"{', '.join(DPOR_FLAVOURS)}")
-    if cfg.cache_states and cfg.dpor == "optimal":
-        # State caching runs source-DPOR; the checkpoint must say so, or a resume
-        # without --cache-states would read its backtrack sets as wakeup trees.
-        if cfg.resume is not None and cfg.resume.get("dpor") == "optimal":
-            raise ValueError("this checkpoint is of optimal DPOR, which --cache-states "
-                             "cannot continue (it runs source-DPOR): resume without it")
-        cfg = dataclasses.replace(cfg, dpor="source")
     t0 = time.perf_counter()
     bounds, reason = dpor_bounds(scenario, cfg)
+    cfg = stateful_dpor(cfg, bounds)
     ck = _Checkpointer(scenario, cfg, bounds)
     runs: list[Coverage] = []
 
@@ -299,6 +291,30 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
                           sleep_blocked=total.sleep_blocked, bound_reason=reason,
                           traces=len(traces),
                           cache_hits=total.cache_hits if cfg.cache_states else None)
+
+
+def stateful_dpor(cfg: CheckConfig, bounds: list[int | None]) -> CheckConfig:
+    """`cfg` with `cache_states` decided and the DPOR flavour that goes with it.  Left
+    to us (None), states are cached when the exploration is unbounded: there a retry
+    loop's every extra trip is a new trace, and only converging states end them
+    (docs/state-caching.md); within a small preemption bound the trees are small and
+    stateless optimal DPOR does less work.  Not with --race-detect, whose detector
+    has no canonical state, nor to resume an optimal checkpoint."""
+    if cfg.dpor not in DPOR_FLAVOURS:
+        raise ValueError(f"unknown DPOR flavour {cfg.dpor!r}; this version knows: "
+                         f"{', '.join(DPOR_FLAVOURS)}")
+    resumes_optimal = cfg.resume is not None and cfg.resume.get("dpor") == "optimal"
+    cache = cfg.cache_states
+    if cache is None:
+        cache = bounds == [None] and not cfg.race_detect and not resumes_optimal
+    if cache and cfg.dpor == "optimal":
+        # State caching runs source-DPOR; the checkpoint must say so, or a resume
+        # without --cache-states would read its backtrack sets as wakeup trees.
+        if resumes_optimal:
+            raise ValueError("this checkpoint is of optimal DPOR, which --cache-states "
+                             "cannot continue (it runs source-DPOR): resume without it")
+        return dataclasses.replace(cfg, dpor="source", cache_states=True)
+    return dataclasses.replace(cfg, cache_states=cache)
 
 
 def dpor_status(name: str, res: dpor.DporResult) -> str:

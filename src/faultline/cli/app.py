@@ -372,11 +372,12 @@ def check(
         help="Also check the locking discipline: every plain access to a model field must "
              "be ordered by a lock, busy or wakeup against conflicting ones (happens-"
              "before); a data race is a violation.")] = False,
-    cache_states: Annotated[bool, typer.Option(
-        "--cache-states",
+    cache_states: Annotated[bool | None, typer.Option(
+        "--cache-states/--no-cache-states",
         help="DPOR: stop a run at a state whose whole subtree an earlier run explored "
              "(canonical state digests; source-DPOR only; docs/state-caching.md says when "
-             "this stays sound).")] = False,
+             "this stays sound).  Default: on where the exploration is unbounded, where "
+             "retry loops make stateless DPOR endless.")] = None,
     split: Annotated[int | None, typer.Option(
         "--split", min=0, max=checkpoint.MAX_SPLIT,
         help="DPOR: deal each tree out to the workers as the subtrees below its first N "
@@ -451,6 +452,7 @@ def _check_header(cfg: CheckConfig, chosen: Sequence[Scenario], preemptions: str
         pct = (f" dpor={cfg.dpor} preemptions={pre}"
                f" max_executions={cfg.max_executions or 'none'}"
                f"{' cache-states (source DPOR)' if cfg.cache_states else ''}"
+               f"{' no-cache-states' if cfg.cache_states is False else ''}"
                f"{'' if cfg.split is None else f' split={cfg.split}'}")
     if cfg.strategy == portfolio.NAME:
         pct = f" {portfolio.describe(cfg)}"

@@ -47,6 +47,7 @@ from faultline.check.explore import (
     dpor_bounds,
     dpor_execution,
     minimise,
+    stateful_dpor,
     violation_of,
 )
 from faultline.check.judging.coverage import Coverage, tally
@@ -115,6 +116,7 @@ def check_split(scenario: Scenario, cfg: CheckConfig, runner: Runner, depth: int
     on `runner`, for each preemption bound in turn; stop at the first violation."""
     t0 = time.perf_counter()
     bounds, reason = dpor_bounds(scenario, cfg)
+    cfg = stateful_dpor(cfg, bounds)
     ck = _SplitCheckpoint(scenario, cfg, depth, bounds)
     total = ck.total                   # the bounds done (a resumed run's included)
     bound: int | None = ck.bound       # a finished run's, resumed
