@@ -341,22 +341,33 @@ def test_dot_export_of_a_counterexample(tmp_path: Path) -> None:
 
 
 def test_check_dpor_uses_the_scenarios_stated_bound() -> None:
-    s = loader.load_scenario("rw-race-shadow")
+    s = loader.load_scenario("rw-race-top")
     assert s.bound is not None
-    res = run("check", "rw-race-shadow", "--strategy", "dpor", "--jobs", "1", "--json")
+    res = run("check", "rw-race-top", "--strategy", "dpor", "--jobs", "1", "--json")
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)["results"][0]
     assert r["exhaustive"] is True and r["preemption_bound"] == s.bound.preemptions
     assert r["bound_reason"] == s.bound.reason
-    text = run("check", "rw-race-shadow", "--strategy", "dpor", "--jobs", "1")
+    text = run("check", "rw-race-top", "--strategy", "dpor", "--jobs", "1")
     assert "(stated)" in text.stdout and "faultline show NAME" in text.stdout
-    assert "DPOR bound: 2 preemption(s)." in " ".join(run("show", "rw-race-shadow")
+    assert "DPOR bound: 2 preemption(s)." in " ".join(run("show", "rw-race-top")
                                                       .stdout.split())
-    free = run("check", "rw-race-shadow", "--strategy", "dpor", "--preemptions", "none",
+    free = run("check", "rw-race-top", "--strategy", "dpor", "--preemptions", "none",
                "--max-executions", "3", "--json")
     r = json.loads(free.stdout)["results"][0]
     assert r["preemption_bound"] is None and r["bound_reason"] is None
     assert r["exhaustive"] is False and r["executions"] == 3
+
+
+def test_check_dpor_proves_a_scenario_that_states_no_bound() -> None:
+    # rw-race-shadow states "none": every interleaving, stateful (docs/state-caching.md).
+    res = run("check", "rw-race-shadow", "--strategy", "dpor", "--jobs", "1", "--json")
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)["results"][0]
+    assert r["exhaustive"] is True and r["preemption_bound"] is None
+    assert r["cache_hits"] > 0 and "every interleaving" in r["bound_reason"]
+    assert "DPOR bound: none (every interleaving)." in " ".join(
+        run("show", "rw-race-shadow").stdout.split())
 
 
 def test_check_race_detect_passes_the_catalog_scenario_and_says_so() -> None:

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from faultline.check.explore import CheckConfig, check_scenario
 from faultline.scenario import loader
 from faultline.scenario.loader import (
     ScenarioError,
@@ -759,7 +760,20 @@ def test_stated_bound_needs_a_reason() -> None:
 def test_stated_bound_is_not_negative() -> None:
     err = doc_error(lambda d: d.update(bound={"preemptions": -1, "reason": "r"}))
     assert err.key == "bound.preemptions"
-    assert err.expected == "an integer from 0 to 16 (the limit on a stated bound)"
+    assert err.expected == ('an integer from 0 to 16 (the limit on a stated bound), or "none" '
+                            '(every interleaving)')
+
+
+def test_stated_bound_may_be_none() -> None:
+    doc = copy.deepcopy(VALID_DOC)
+    doc["bound"] = {"preemptions": "none", "reason": "stateful DPOR ends it in seconds"}
+    s = load_doc(doc)
+    assert s.bound is not None and s.bound.preemptions is None
+    r = check_scenario(s, CheckConfig(strategy="dpor", shrink=False))
+    assert r.preemption_bound is None and r.exhaustive and r.cache_hits is not None
+    assert r.bound_reason == "stateful DPOR ends it in seconds"
+    err = doc_error(lambda d: d.update(bound={"preemptions": "all", "reason": "r"}))
+    assert err.key == "bound.preemptions" and "none" in err.expected
 
 
 # ---------------------------------------------------------------- limits

@@ -77,7 +77,8 @@ def test_footprints_are_recorded_after_a_plain_run() -> None:
     run([], Box("b"))
     fp = Footprints()
     run([fp], Box("b"))
-    assert fp.steps == [[(("box", "b"), "w")]] * 2
+    # Field level: the field written, and "some field" of the object (rt.context).
+    assert fp.steps == [[((("box", "b"), "x"), "w"), (("box", "b"), "f-w")]] * 2
 
 
 def test_a_plain_run_inside_a_recording_one_keeps_the_hook() -> None:
@@ -89,7 +90,8 @@ def test_a_plain_run_inside_a_recording_one_keeps_the_hook() -> None:
 
     fp = Nested()
     run([fp], Box("b"))
-    assert fp.steps == [[(("box", "b"), "w")]] * 2
+    # Field level: the field written, and "some field" of the object (rt.context).
+    assert fp.steps == [[((("box", "b"), "x"), "w"), (("box", "b"), "f-w")]] * 2
 
 
 def test_notes_reach_an_observer_after_a_run_without_one() -> None:
@@ -107,4 +109,5 @@ def test_stepping_by_hand_records_footprints() -> None:
     t = ex.spawn("t0", "test", writer(Box("b")))
     ex.step(t)
     ex.step(t)
-    assert fp.steps == [[(("box", "b"), "w")]] * 2
+    # Field level: the field written, and "some field" of the object (rt.context).
+    assert fp.steps == [[((("box", "b"), "x"), "w"), (("box", "b"), "f-w")]] * 2

@@ -130,8 +130,9 @@ def _footer(s: Scenario) -> Text:
              f"probes: {', '.join(s.probes) or 'none'}",
              f"vm: free pages {free}, prefault {'on' if s.vm.prefault else 'off'}"]
     if s.bound is not None:
-        lines.append(f"DPOR bound: {s.bound.preemptions} preemption(s). "
-                     f"{' '.join(s.bound.reason.split())}")
+        pre = s.bound.preemptions
+        bound = "none (every interleaving)" if pre is None else f"{pre} preemption(s)"
+        lines.append(f"DPOR bound: {bound}. {' '.join(s.bound.reason.split())}")
     lines.append(f"source: {s.source}")
     return Text("\n".join(lines))
 

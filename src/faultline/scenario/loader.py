@@ -215,7 +215,12 @@ _PAGES = _int_rule(1, LIMITS.pages, why="the scenario limit on pages per file, m
 _OFFSET = _int_rule(0, LIMITS.pages - 1, why="files hold at most "
                     f"{LIMITS.pages} pages")
 _STEP_BOUND = _int_rule(1, LIMITS.step_bound, why="the scenario limit on steps per run")
-_PREEMPTION_BOUND = _int_rule(0, LIMITS.preemptions, why="the limit on a stated bound")
+_PREEMPTION_INT = _int_rule(0, LIMITS.preemptions, why="the limit on a stated bound")
+# A stated bound is a number of preemptions, or "none": every interleaving (stateful
+# DPOR ends the exploration; the reason then says what it costs).
+_PREEMPTION_BOUND: _Rule[int | str] = _Rule(
+    _PREEMPTION_INT.expected + ', or "none" (every interleaving)',
+    lambda value: value == "none" or _PREEMPTION_INT.accepts(value))
 _STRING = _str_rule("a string", _ANY_RE, longest=200)
 _OP_STRING = _str_rule("an op string", _ANY_RE, longest=200)
 _TEXT = _str_rule("a non-empty string")
@@ -460,7 +465,8 @@ def _read_bound(doc: dict[str, object], root: _Loc) -> BoundSpec | None:
         return None
     loc = root.at("bound")
     tbl = _table(doc["bound"], loc, _BOUND_KEYS)
-    return BoundSpec(preemptions=_get(tbl, "preemptions", loc, _PREEMPTION_BOUND),
+    pre = _get(tbl, "preemptions", loc, _PREEMPTION_BOUND)
+    return BoundSpec(preemptions=None if pre == "none" else cast(int, pre),
                      reason=_get(tbl, "reason", loc, _TEXT))
 
 
@@ -612,7 +618,8 @@ def _check_header(s: Scenario, root: _Loc) -> None:
     if s.bound is not None:
         if not isinstance(s.bound, BoundSpec):
             root.at("bound").fail("a BoundSpec (a [bound] table)", s.bound)
-        _PREEMPTION_BOUND.check(s.bound.preemptions, root.at("bound").at("preemptions"))
+        if s.bound.preemptions is not None:
+            _PREEMPTION_INT.check(s.bound.preemptions, root.at("bound").at("preemptions"))
         _TEXT.check(s.bound.reason, root.at("bound").at("reason"))
     loc = root.at("expect")
     for policy, verdict in _table(s.expect, loc, _POLICIES).items():

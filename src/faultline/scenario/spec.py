@@ -171,9 +171,10 @@ class ThreadSpec:
 @dataclass(frozen=True, slots=True)
 class BoundSpec:
     """The preemption bound within which DPOR explores the scenario by default, and why
-    that bound is enough (stated in the file, reported with every systematic verdict)."""
+    that bound is enough (stated in the file, reported with every systematic verdict).
+    None: no bound, every interleaving (the reason then says what that costs)."""
 
-    preemptions: int
+    preemptions: int | None
     reason: str
 
 

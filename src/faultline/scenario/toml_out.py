@@ -85,7 +85,8 @@ def to_toml(s: Scenario) -> str:
     if s.probes:
         lines.append(f"probes = {_strs(s.probes)}")
     if s.bound is not None:
-        lines += ["", "[bound]", f"preemptions = {s.bound.preemptions}",
+        pre = '"none"' if s.bound.preemptions is None else str(s.bound.preemptions)
+        lines += ["", "[bound]", f"preemptions = {pre}",
                   f"reason = {toml_str(s.bound.reason)}"]
     if s.vm.free_pages is not None or not s.vm.prefault:
         lines += ["", "[vm]"]

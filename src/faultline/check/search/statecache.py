@@ -8,10 +8,10 @@ explored visit of that state did.  The soundness argument is in docs/state-cachi
 
 What the digest covers:
   * every thread: done, woken, wait channel and message, locks held, pause() waits,
-    step count, its pending op, and its coroutine: the whole cr_await chain, each
-    frame by code identity (file, qualified name, first line), f_lasti and locals;
-  * the execution: the step count (the step bound ends runs), the sleep queues, the
-    threads waiting out a pause();
+    its pending op, and its coroutine: the whole cr_await chain, each frame by code
+    identity (file, qualified name, first line), f_lasti, locals and value stack;
+  * the execution: the step bound, the sleep queues, the threads waiting out a
+    pause().  Not step counts: with them no retry loop would ever converge;
   * the model, reached from those frames and from the structure checker: every object,
     page, map, entry, pmap, pv list, process, lock, busy word and blockcount;
   * the observers whose state decides later verdicts: the memory oracle's expected
