@@ -73,6 +73,25 @@ def atomic_store(obj: Any, field: str, value: Any) -> None:
     object.__setattr__(obj, field, value)
 
 
+def blind_add(obj: Any, field: str, delta: int) -> None:
+    """`obj.field += delta` as an atomic_add_int op's function makes it: logged for race
+    detection like any write, and in the step's footprint as a blind add ("add", which
+    commutes with another; a plain write would race with it), still a write to
+    observers that skip checks after steps that wrote nothing."""
+    log = footprint_log
+    if log is not None:
+        k = key_of(obj)
+        if type(k) is int:
+            log.append((k, "w"))
+        else:
+            log.append(((k, field), "add"))
+            log.append((k, "f-w"))
+    acc = access_log
+    if acc is not None:
+        acc.append((obj, field, True, _site(sys._getframe(1))))
+    object.__setattr__(obj, field, getattr(obj, field) + delta)
+
+
 def _log_write(obj: Any, field: str, kind: Any) -> None:
     # A write for the DPOR footprint and, in race detection, for the access log
     # (`kind`: True plain, INLINE_ATOMIC atomic), sited at the model code that made it.

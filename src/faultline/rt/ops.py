@@ -238,7 +238,7 @@ async def atomic_add_int(obj: Any, field: str, delta: int) -> None:
     """atomic_add_int on `obj.field`: an add that returns nothing, so two of them
     commute (their order changes no value anybody reads)."""
     def add() -> None:
-        setattr(obj, field, getattr(obj, field) + delta)
+        context.blind_add(obj, field, delta)
     await _trap(Atomic(obj, f"add {field}", add, field=field, blind=True))
 
 
