@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from faultline.check.search.dependency import footprint, races
 from faultline.check.search.strategies import RandomStrategy
 from faultline.rt import context, ops
 from faultline.rt.context import Tracked
@@ -111,3 +112,36 @@ def test_stepping_by_hand_records_footprints() -> None:
     ex.step(t)
     # Field level: the field written, and "some field" of the object (rt.context).
     assert fp.steps == [[((("box", "b"), "x"), "w"), (("box", "b"), "f-w")]] * 2
+
+
+def _step_footprints(make: Any) -> list[tuple[Any, ...]]:
+    """Each step's whole footprint (its op's and what its code logged), two threads."""
+    box, fp = Box("b"), Footprints()
+    ops_seen: list[ops.Op] = []
+
+    class Ops(Hooks):
+        def stepped(self, ex: Execution, t: Thread, op: ops.Op, result: Any) -> None:
+            ops_seen.append(op)
+    ex = Execution(RandomStrategy(0), [fp, Ops()])
+    for name in ("a", "b"):
+        ex.spawn(name, "test", make(box))
+    ex.run()
+    return [footprint(op) + tuple(logged) for op, logged in zip(ops_seen, fp.steps)
+            if type(op) is ops.Atomic]
+
+
+def test_blind_adds_commute_and_fetchadds_race() -> None:
+    # atomic_add_int's write is logged as an add, so two of them commute even on a
+    # Tracked object (a logged plain write made them race); a fetchadd reads the field.
+    async def blind(box: Box) -> None:
+        await ops.atomic_add_int(box, "x", 1)
+
+    async def fetch(box: Box) -> None:
+        await ops.atomic_add(box, "x", 1)
+
+    a, b = _step_footprints(blind)
+    assert not races(a, b)
+    a, b = _step_footprints(fetch)
+    assert races(a, b)
+    c = _step_footprints(lambda box: ops.racy_load(box, "label"))[0]
+    assert not races(a, c)            # another field: independent
