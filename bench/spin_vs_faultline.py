@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from table import print_table
+
 from faultline.spin.compare import PAIRS, FaultlineFigures, PairResult, compare_all
 from faultline.spin.run import SpinResult
 
@@ -44,19 +46,6 @@ def row_of(r: PairResult) -> list[str]:
             "yes" if r.agree else "no"]
 
 
-def print_table(rows: list[list[str]], markdown: bool) -> None:
-    if markdown:
-        print("| " + " | ".join(COLUMNS) + " |")
-        print("|" + "|".join("---" for _ in COLUMNS) + "|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-        return
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
-    print("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=1,
@@ -72,7 +61,7 @@ def main() -> None:
                           done=lambda r: print(f"done: {r.scenario} {r.policy}",
                                                file=sys.stderr, flush=True))
     rows = [row_of(r) for r in results]
-    print_table(rows, args.markdown)
+    print_table(COLUMNS, rows, args.markdown)
     agree = sum(r.agree for r in results)
     print(f"\n{agree} of {len(results)} pairs agree within the stated bounds; "
           f"{len(results) - agree} disagree.  SPIN s: spin -a + gcc + pan.")
