@@ -158,8 +158,13 @@ class Tracked:
 
 def _footprint_setattr(self: Any, name: str, value: Any) -> None:
     log = footprint_log
-    if log is not None:
-        log_field(log, self, name, "w")
+    if log is not None:                  # log_field(log, self, name, "w"), inlined: hot
+        k = key_of(self)
+        if type(k) is int:
+            log.append((k, "w"))
+        else:
+            log.append(((k, name), "w"))
+            log.append((k, "f-w"))
     object.__setattr__(self, name, value)
 
 
