@@ -390,7 +390,7 @@ def test_check_cache_states_reports_cut_runs_and_the_same_verdict() -> None:
     text = run("check", "wire-vs-fault", "--strategy", "dpor", "--preemptions", "1",
                "--cache-states")
     assert "cache-states (source DPOR)" in text.stdout.splitlines()[0]
-    assert "cut at cached states" in text.stdout
+    assert "cut at cached" in text.stdout          # the cell may be cut short here
 
 
 # ---------------------------------------------------------------- corrupted counterexamples

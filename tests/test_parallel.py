@@ -3,6 +3,7 @@ portfolio strategy's slices and merge."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -123,3 +124,15 @@ def test_ray_without_ray_installed_is_bad_input(monkeypatch: pytest.MonkeyPatch)
     assert res.exit_code == 2
     assert "pip install 'faultline[ray]'" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_stateful_tree_is_not_split_unless_asked() -> None:
+    # Subtrees share no state cache, so a stateful exploration stays one unit on two
+    # workers (the same result as one worker); --split still splits it.
+    s = load_scenario("swapin-vs-munmap")          # states no bound: stateful
+    cfg = CheckConfig(strategy="dpor")
+    one, two = check_many([s], cfg, 1)[0], check_many([s], cfg, 2)[0]
+    assert two.subtrees is None and two.cache_hits
+    assert json.dumps(one.to_json()) == json.dumps(two.to_json())
+    split = check_many([s], dataclasses.replace(cfg, split=2), 2)[0]
+    assert split.subtrees and split.verdict == "pass" and split.exhaustive
