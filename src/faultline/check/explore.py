@@ -205,8 +205,8 @@ class ScenarioResult:
 
 STRATEGIES = ("random", "pct", "dpor")
 DPOR_FLAVOURS = ("optimal", "source")
-# --cache-states keys every 4th scheduling point: a key costs as much as 20 to 40 model steps, and a
-# converging run goes on at most 3 steps before it is cut (docs/state-caching.md).
+# --cache-states keys every 4th scheduling point: a key costs as much as 40 to 80 model steps, and
+# keying at every branching point took 1.4 to 2 times as long (docs/state-caching.md, section 1).
 CACHE_STRIDE = 4
 
 

@@ -51,14 +51,16 @@ def curtid() -> int:
 # An object with no stable key (an id()) and a touch() naming no field are logged
 # at object level.  None when nobody records.
 footprint_log: list[tuple[Any, str]] | None = None
-_SOME_FIELD = {"w": "f-w", "r": "f-r"}
+_SOME_FIELD = {"w": "f-w", "r": "f-r", "add": "f-w"}    # "some field of it"
+_WHOLE = {"w": "w", "r": "r", "add": "w"}               # an object with no stable key
 
 
 def log_field(log: list[tuple[Any, str]], obj: Any, field: str, kind: str) -> None:
-    """Log an access of `kind` ("w" or "r") to `obj.field` in footprint log `log`."""
+    """Log an access of `kind` ("w", "r", or "add": a blind add) to `obj.field` in
+    footprint log `log`."""
     k = key_of(obj)
     if type(k) is int:
-        log.append((k, kind))
+        log.append((k, _WHOLE[kind]))
     else:
         log.append(((k, field), kind))
         log.append((k, _SOME_FIELD[kind]))
@@ -80,12 +82,7 @@ def blind_add(obj: Any, field: str, delta: int) -> None:
     observers that skip checks after steps that wrote nothing."""
     log = footprint_log
     if log is not None:
-        k = key_of(obj)
-        if type(k) is int:
-            log.append((k, "w"))
-        else:
-            log.append(((k, field), "add"))
-            log.append((k, "f-w"))
+        log_field(log, obj, field, "add")
     acc = access_log
     if acc is not None:
         acc.append((obj, field, True, _site(sys._getframe(1))))

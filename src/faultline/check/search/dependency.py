@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from faultline.rt import ops
-from faultline.rt.context import key_of
+from faultline.rt.context import key_of, log_field
 
 Access = tuple[Any, str]          # (stable key of the object, access kind)
 
@@ -124,13 +124,12 @@ def _fp_wakeup(op: ops.Wakeup, tid: int) -> tuple[Access, ...]:
 
 
 def _fp_atomic(op: ops.Atomic, tid: int) -> tuple[Access, ...]:
-    k = key_of(op.obj)
     kind = "w" if op.write else "r"
-    if op.field is None or type(k) is int:
-        return ((k, kind),)
-    if op.blind:
-        kind = "add"
-    return (((k, op.field), kind), (k, "f-w" if op.write else "f-r"))   # rt.context.footprint_log
+    if op.field is None:
+        return ((key_of(op.obj), kind),)
+    acc: list[Access] = []                      # named as model code's accesses are
+    log_field(acc, op.obj, op.field, "add" if op.blind else kind)
+    return tuple(acc)
 
 
 def _fp_pause(op: ops.Pause, tid: int) -> tuple[Access, ...]:

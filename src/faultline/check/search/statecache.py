@@ -321,12 +321,8 @@ class _Encoder:
             # Last comes the saved exception (None or not there, as history decides):
             # a suspended await keeps its awaitable on top, so a final None is not stack.
             stack.pop()
-        out.append(("stack", len(stack)))
-        for v in stack:
-            if type(v) in _ATOMS:
-                out.append(v)
-            else:
-                self.value(v)
+        out.append("stack")
+        self._list(stack)
         self.value(c.cr_await if type(c) is CoroutineType else c.gi_yieldfrom)
 
 
@@ -465,8 +461,9 @@ class CacheEntry:
 class StateCache:
     """Keys of completely explored states -> CacheEntry, at most `limit` of them (the
     oldest are dropped first: forgetting a state is always sound), taken at scheduling
-    points whose step count is a multiple of `stride` (a state's step count is part of
-    its key, so every visit of a state agrees on whether it is keyed).  Events are
+    points whose step count is a multiple of `stride` (two visits of a state at step
+    counts of other residues are not both keyed: less pruning, never less soundness,
+    docs/state-caching.md section 1).  Events are
     interned so that an entry's summary is one integer however large its subtree."""
 
     TAINTED = 1        # bit 0: some event names an object only this run can name
