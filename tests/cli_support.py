@@ -34,5 +34,11 @@ TINY = TINY_TEMPLATE.format(expect="")
 
 
 def run(*args: str) -> Result:
-    """Invoke the app in-process, stdout and stderr captured apart."""
-    return CliRunner().invoke(app, list(args))
+    """Invoke the app in-process, stdout and stderr captured apart, as into a pipe: no
+    COLUMNS (pytest-xdist's workers set it), so lines are as a log gets them."""
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": None})
+
+
+def run_at(columns: int, *args: str) -> Result:
+    """`run` on a terminal `columns` wide (COLUMNS, as a shell sets it)."""
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": str(columns)})

@@ -11,6 +11,7 @@ from faultline.scenario.spec import ProcessSpec, ThreadSpec
 
 
 @pytest.mark.parametrize("policy", ["xbusy", "sbusy"])
+@pytest.mark.slow
 def test_generated_exec_storm_passes(policy: str) -> None:
     s = exec_storm(4, execs=2)
     assert len(s.processes) == 4 and "exec sh" in [str(o) for o in s.threads[0].ops]

@@ -37,6 +37,7 @@ def test_catalog_has_required_scenarios() -> None:
 
 @pytest.mark.parametrize("policy", ["xbusy", "sbusy"])
 @pytest.mark.parametrize("name", catalog_names())
+@pytest.mark.slow
 def test_scenario_passes(name: str, policy: str) -> None:
     r = result(name, policy)
     if r.expected == "violation":
@@ -52,6 +53,7 @@ def test_scenario_passes(name: str, policy: str) -> None:
 
 @pytest.mark.parametrize("policy", ["xbusy", "sbusy"])
 @pytest.mark.parametrize("name", catalog_names())
+@pytest.mark.slow
 def test_scenario_reaches_its_paths(name: str, policy: str) -> None:
     s = load_scenario(name)
     assert s.probes, f"{name} declares no probes"
@@ -66,11 +68,13 @@ def test_scenario_reaches_its_paths(name: str, policy: str) -> None:
     ("shared-shadow-inval", "pmap-remove-all"),
     ("cow-vs-collapse", "collapse-wait-busy"),
 ])
+@pytest.mark.slow
 def test_issue_named_paths(name: str, label: str) -> None:
     for policy in ("xbusy", "sbusy"):
         assert result(name, policy).coverage.get(label, 0) > 0, (name, policy, label)
 
 
+@pytest.mark.slow
 def test_d51474_changes_the_busy_taken() -> None:
     # Under sbusy the review's read through the shadow share-busies the backing page;
     # under xbusy nothing is ever share-busied.

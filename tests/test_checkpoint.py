@@ -58,6 +58,7 @@ def _kill_midway(base: list[str], state: Path) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("extra", [["--max-executions", "700"], ["--preemptions", "0..1"]])
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_totals(tmp_path: Path, extra: list[str]) -> None:
     scen = "zero-fill-parallel" if "--max-executions" in extra else "munmap-vs-fault"
     base = ["check", scen, "--strategy", "dpor", "--json", "--jobs", "1", *extra]
@@ -71,6 +72,7 @@ def test_killed_run_resumes_to_the_same_totals(tmp_path: Path, extra: list[str])
     assert json.loads(resumed)["results"] == json.loads(full)["results"]
 
 
+@pytest.mark.slow
 def test_a_killed_split_run_resumes_to_the_same_totals_on_any_jobs(tmp_path: Path) -> None:
     """--state with --jobs 2 checkpoints the split exploration (check.search.split) as its
     subtrees merge; resumed with --jobs 2 or --jobs 1 it reports the totals of the
@@ -398,6 +400,7 @@ def _first_checkpoint(args: list[str], state: Path, env: dict[str, str]
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
 @pytest.mark.parametrize("cap", [True, False])
+@pytest.mark.slow
 def test_checkpoints_are_written_at_once_every_interval_and_at_the_end(
         tmp_path: Path, jobs: str, cap: bool) -> None:
     state = tmp_path / "run.ckpt"
@@ -413,6 +416,7 @@ def test_checkpoints_are_written_at_once_every_interval_and_at_the_end(
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_and_the_resumed_run_reaches_the_same_totals(
         tmp_path: Path, jobs: str) -> None:
     base = ["check", "munmap-vs-fault", "--strategy", "dpor", "--json", "--jobs", jobs,

@@ -41,6 +41,7 @@ def _explore(name: str, **kw: Any) -> tuple[Any, ...]:
 
 @pytest.mark.parametrize("kw", [{"optimal": True}, {"bound": 1},
                                 {"bound": 2, "cache_states": True}])
+@pytest.mark.slow
 def test_replay_shortcuts_change_no_result(monkeypatch: pytest.MonkeyPatch,
                                            kw: dict[str, Any]) -> None:
     fast = _explore("rw-race-top", **kw)

@@ -16,6 +16,7 @@ def dpor(program: Program, **kw: object) -> DporResult:
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
+@pytest.mark.slow
 def test_source_dpor_explores_every_trace(name: str) -> None:
     bf = enumerate_all(PROGRAMS[name])
     r = dpor(PROGRAMS[name], stop_on_violation=False)
@@ -41,6 +42,7 @@ def test_dpor_executions_are_pairwise_inequivalent(name: str, optimal: bool) -> 
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
+@pytest.mark.slow
 def test_optimal_dpor_explores_exactly_one_execution_per_trace(name: str) -> None:
     bf = enumerate_all(PROGRAMS[name])
     r = dpor(PROGRAMS[name], stop_on_violation=False, optimal=True)
@@ -102,6 +104,7 @@ def test_bounded_dpor_covers_every_trace_within_the_bound(name: str, bound: int)
     assert bf.bounded[bound] <= seen, (len(bf.bounded[bound]), len(seen))
 
 
+@pytest.mark.slow
 def test_optimal_and_source_agree_on_a_catalog_scenario() -> None:
     """Regression: the wakeup-tree entry of the branch being explored must carry the
     step's real footprint (op plus model writes), or races found through those writes
@@ -218,6 +221,7 @@ def _ends_within(build: Callable[[list[object]], list[object]], bound: int
 # starts as in Coons et al., was not enough), and two at bound 2.
 @pytest.mark.parametrize(("seed", "bound"), [(11, 1), (30, 1), (35, 1), (52, 1), (68, 1),
                                              (80, 1), (84, 1), (133, 1), (35, 2), (68, 2)])
+@pytest.mark.slow
 def test_bounded_dpor_reaches_every_end_state_within_the_bound(seed: int, bound: int) -> None:
     build = _fuzzed(seed)
     within = _ends_within(build, bound)
@@ -228,6 +232,7 @@ def test_bounded_dpor_reaches_every_end_state_within_the_bound(seed: int, bound:
     assert within <= reached, sorted(within - reached)
 
 
+@pytest.mark.slow
 def test_bounded_sleep_sets_lose_no_trace_of_a_catalog_scenario(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Bounded DPOR with and without sleep sets reaches the same traces (without them

@@ -52,6 +52,7 @@ def _failure_text(report: FuzzReport) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.slow
 def test_generated_scenarios_raise_no_false_alarm(tmp_path: Path) -> None:
     report = fuzz(SEEDS, save_dir=tmp_path)
     assert report.scenarios == len(SEEDS)

@@ -76,6 +76,7 @@ def test_a_swap_object_drops_the_map_and_walks_on_when_the_pager_fails() -> None
 
 @pytest.mark.parametrize("policy", ["sbusy", "xbusy"])
 @pytest.mark.parametrize("name", ["swap-cow-vs-fork", "prefault-vs-cow"])
+@pytest.mark.slow
 def test_the_review_questions_answered_with_a_stale_mapping(name: str, policy: str) -> None:
     # docs/findings.md: a shadowed source page stays mapped in another address space.
     r = _dpor(name, policy)
@@ -85,6 +86,7 @@ def test_the_review_questions_answered_with_a_stale_mapping(name: str, policy: s
 
 
 @pytest.mark.parametrize("policy", ["sbusy", "xbusy"])
+@pytest.mark.slow
 def test_the_copy_flavour_and_the_locked_prefault_are_safe(policy: str) -> None:
     for name in ("swap-cow-vs-fork-copy", "prefault-vs-placeholder"):
         r = _dpor(name, policy, bound=1)
@@ -151,6 +153,7 @@ ops = ["read 0x1000", "read 0x2000", "read 0x3000"]
 
 
 @pytest.mark.parametrize("policy", ["sbusy", "xbusy"])
+@pytest.mark.slow
 def test_fork_splits_a_shared_onemapping_object(policy: str) -> None:
     # mprotect clipped the entry in three sharing one object (ref_count 3): fork's
     # vm_map_copy_swap_object splits each part off with its pages, under xbusy.
@@ -162,6 +165,7 @@ def test_fork_splits_a_shared_onemapping_object(policy: str) -> None:
 
 # ---------------------------------------------------------------- allocation failure
 
+@pytest.mark.slow
 def test_a_fault_without_free_pages_waits_and_restarts() -> None:
     s = load_scenario(_regression("oom-wait-for-free-page"))
     assert s.vm.free_pages == 1
@@ -238,6 +242,7 @@ class ShootDownOnceTheMapWasDropped(P.SbusyPolicy):
         return await super().vm_fault_cow_must_remove_all(fs, m_cow)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_the_candidate_fixes_close_the_findings(monkeypatch: pytest.MonkeyPatch) -> None:
     # Fix 1 as a policy; fix 2 (prefault keeps the top object read-locked on the found:
     # path too) by wrapping vm_fault_prefault.

@@ -186,6 +186,7 @@ def test_a_planted_temporary_symlink_is_never_followed(tmp_path: Path) -> None:
     assert checkpoint.read(state)["scenario"] == "zero-fill-parallel"
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_state_file_both_finish(tmp_path: Path) -> None:
     """Two runs checkpointing to the same --state (each write a unique temporary file,
     renamed over it) both finish, and the file is a whole checkpoint of one of them."""

@@ -193,6 +193,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory
 
 @FUZZ
 @given(data=st.data())
+@pytest.mark.slow
 def test_a_damaged_checkpoint_is_refused_or_resumes_unchanged(
         data: st.DataObject, checkpoints: dict[str, tuple[dict[str, Any], int, str]],
         tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -244,6 +245,7 @@ def counterexamples(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, 
 
 @FUZZ
 @given(data=st.data())
+@pytest.mark.slow
 def test_a_damaged_counterexample_never_crashes_replay(
         data: st.DataObject, counterexamples: list[dict[str, Any]],
         tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -309,6 +311,7 @@ def toml_mutation(draw: st.DrawFn, text: str) -> str:
 
 @settings(FUZZ, max_examples=max(1, EXAMPLES * 2 // 3))
 @given(data=st.data())
+@pytest.mark.slow
 def test_a_damaged_scenario_file_never_crashes_check(
         data: st.DataObject, tmp_path_factory: pytest.TempPathFactory) -> None:
     name = data.draw(st.sampled_from(sorted(SCENARIOS)))

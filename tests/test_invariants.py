@@ -43,6 +43,7 @@ def verified_skips() -> Iterator[list[int]]:
 @pytest.mark.parametrize("policy", ["sbusy", "xbusy", NoShootdown.name, SbusyWrite.name])
 @pytest.mark.parametrize("scenario", ["shared-shadow-inval-collapse", "cow-vs-collapse",
                                       "munmap-vs-fault", "wire-vs-fault", "rw-race-top"])
+@pytest.mark.slow
 def test_skipped_steps_would_pass(verified_skips: list[int], scenario: str,
                                   policy: str) -> None:
     s = load_scenario(scenario)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from faultline.check.judging.invariants import StructureChecker, check_structure
 from faultline.check.search.strategies import RandomStrategy
 from faultline.kern.pmap import Pte, pmap_create, pmap_enter, pmap_remove, pmap_remove_all
@@ -251,6 +253,7 @@ def test_concurrent_faults_under_both_policies_keep_invariants() -> None:
 
 # ---------------------------------------------------------------- regressions
 
+@pytest.mark.slow
 def test_regression_scenarios_pass_under_both_policies() -> None:
     """Each model bug fixed so far has a scenario here that failed before the fix."""
     from pathlib import Path

@@ -18,6 +18,7 @@ from faultline.scenario.loader import load_scenario
     ("sbusy-write", "rw-race-top", {"panic"}),
     ("sbusy-write", "zero-fill-parallel", {"panic"}),
 ])
+@pytest.mark.slow
 def test_mutant_is_caught(policy: str, scenario: str, kinds: set[str]) -> None:
     r = check_scenario(load_scenario(scenario), CheckConfig(policy=policy, runs=500))
     assert r.verdict == "violation"
@@ -78,6 +79,7 @@ def test_counterexamples_are_shrunk_to_few_preemptions(policy: str, scenario: st
     ("sbusy-write", "rw-race-top"),
     ("sbusy-write", "zero-fill-parallel"),
 ])
+@pytest.mark.slow
 def test_the_scenarios_stated_bound_catches_its_seeded_bug(policy: str, scenario: str) -> None:
     """The catalog's [bound] reasons say the seeded bugs are found within the bound."""
     s = load_scenario(scenario)
@@ -87,6 +89,7 @@ def test_the_scenarios_stated_bound_catches_its_seeded_bug(policy: str, scenario
     assert r.preemption_bound == s.bound.preemptions and r.bound_reason == s.bound.reason
 
 
+@pytest.mark.slow
 def test_a_dpor_violation_found_with_two_jobs_replays_with_one() -> None:
     """--jobs 2 and --jobs 1 give the same counterexample, and `faultline replay`
     re-runs it to the same violation."""

@@ -65,6 +65,7 @@ ops = ["mlock 0x1000 1", "write 0x2000 9", "read 0x1000"]
 @pytest.mark.parametrize("text", [WRITE_FAULT_VS_MPROTECT, MLOCK_THEN_SHARED_WRITER],
                          ids=["write-fault-vs-mprotect", "mlock-then-shared-writer"])
 @pytest.mark.parametrize("policy", ["sbusy", "xbusy"])
+@pytest.mark.slow
 def test_a_private_file_page_may_be_copied_by_a_fault_that_does_not_store(
         text: str, policy: str) -> None:
     """A write fault copies the page before the store, which a racing mprotect can make

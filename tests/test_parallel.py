@@ -27,12 +27,14 @@ def test_sampled_results_do_not_depend_on_jobs() -> None:
     assert as_json(check_many(scen, cfg, 1)) == as_json(check_many(scen, cfg, 2))
 
 
+@pytest.mark.slow
 def test_dpor_results_do_not_depend_on_jobs() -> None:
     scen = [load_scenario("collapse-bypass"), load_scenario("zero-fill-parallel")]
     cfg = CheckConfig(strategy="dpor", preemptions=(0, 1), max_executions=300)
     assert as_json(check_many(scen, cfg, 1)) == as_json(check_many(scen, cfg, 2))
 
 
+@pytest.mark.slow
 def test_a_violation_found_with_two_jobs_is_the_one_jobs_one_finds(rename_sbusied: str
                                                                     ) -> None:
     scen = [load_scenario("cow-rename")]
@@ -45,6 +47,7 @@ def test_a_violation_found_with_two_jobs_is_the_one_jobs_one_finds(rename_sbusie
 
 # ---------------------------------------------------------------- portfolio
 
+@pytest.mark.slow
 def test_portfolio_results_do_not_depend_on_jobs() -> None:
     scen = [load_scenario("cow-rename"), load_scenario("zero-fill-parallel")]
     cfg = CheckConfig(strategy="portfolio", runs=130, seed=2)
@@ -64,6 +67,7 @@ def test_portfolio_slices_are_the_members_runs_in_round_robin_order() -> None:
                            for k in rnd.coverage.keys() | pct.coverage.keys()}
 
 
+@pytest.mark.slow
 def test_portfolio_dpor_slices_resume_one_exploration() -> None:
     # Bounded DPOR in slices of 7 executions explores exactly what one exploration does.
     s = load_scenario("collapse-bypass")
@@ -82,6 +86,7 @@ def test_portfolio_dpor_slices_resume_one_exploration() -> None:
     assert (executions, steps, coverage) == (whole.executions, whole.steps, whole.coverage)
 
 
+@pytest.mark.slow
 def test_portfolio_is_exhaustive_once_its_dpor_member_has_explored_every_bound() -> None:
     # Bounds 0 and 1 take 2 + 263 executions, fewer than the DPOR member's 350.
     s = load_scenario("collapse-bypass")
@@ -91,6 +96,7 @@ def test_portfolio_is_exhaustive_once_its_dpor_member_has_explored_every_bound()
 
 
 @pytest.mark.parametrize(("seed", "member"), [(8, "pct-2"), (3, "dpor-1")])  # stated bound
+@pytest.mark.slow
 def test_portfolio_finds_a_seeded_bug_and_names_the_member(rename_sbusied: str, seed: int,
                                                            member: str) -> None:
     s = load_scenario("cow-rename")
@@ -126,6 +132,7 @@ def test_ray_without_ray_installed_is_bad_input(monkeypatch: pytest.MonkeyPatch)
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_stateful_tree_is_not_split_unless_asked() -> None:
     # Subtrees share no state cache, so a stateful exploration stays one unit on two
     # workers (the same result as one worker); --split still splits it.

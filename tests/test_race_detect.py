@@ -509,6 +509,7 @@ CATALOG_RUNS = 40
 
 
 @pytest.mark.parametrize("policy", ["sbusy", "xbusy"])
+@pytest.mark.slow
 def test_the_catalog_has_no_data_race(policy: str) -> None:
     """Every scenario: 40 seeded random runs, then exhaustive DPOR without preemptions.
     About 10 s per policy."""

@@ -26,6 +26,7 @@ from faultline.scenario.spec import Scenario
 
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")       # ships with ray
+pytestmark = pytest.mark.slow                # each module starts a local Ray instance
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ CAUGHT = ("sbusy-write", "rename-sbusied", "no-shootdown", "first-m-early-releas
           "early-valid-cow-copy", "cow-map-unlocked", "cow-chases-chain",
           "collapse-guesses-shadow", "deallocate-before-unbusy", "lost-wakeup")
 ARGUED = ("sbusy-renamable", "rename-no-recheck", "early-unbusy-m-cow",
-          "relookup-ignores-object")
+          "relookup-ignores-object", "sbusy-no-valid-recheck")
 
 
 # Each caught seeded bug, the violation kind that catches it on its probe, and words of
@@ -50,6 +50,7 @@ def test_every_seeded_bug_is_caught_or_argued() -> None:
 QUICK = ("no-shootdown", "prefault-maps-invalid", "deallocate-before-unbusy", "cow-chases-chain")
 
 
+@pytest.mark.slow
 def test_the_command_reports_caught_seeded_bugs() -> None:
     r = run("mutants", *QUICK, "--jobs", "1", "--json")
     assert r.exit_code == 0, r.output
@@ -64,6 +65,7 @@ def test_the_command_reports_caught_seeded_bugs() -> None:
 
 
 @pytest.mark.parametrize("mutant,kind,words", CONSEQUENCES)
+@pytest.mark.slow
 def test_the_consequence_that_catches_each(mutant: str, kind: str, words: str) -> None:
     probe = {"soft-fast-below-top": "soft-fast-vs-sbusy"}.get(mutant)
     s = load_scenario(probe or MUTANTS[mutant].probes[0])
@@ -86,6 +88,7 @@ def test_seeded_bugs_are_policies_by_name_but_not_landed() -> None:
         assert set(cls.probes) <= catalog
 
 
+@pytest.mark.slow
 def test_check_accepts_a_seeded_bug_and_exits_1() -> None:
     r = run("check", "rw-race-top", "--policy", "sbusy-write", "--strategy", "dpor",
             "--json", "--jobs", "1")

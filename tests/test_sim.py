@@ -108,6 +108,7 @@ def test_sweep_results_do_not_depend_on_jobs() -> None:
 
 # ---------------------------------------------------------------- the mechanisms
 
+@pytest.mark.slow
 def test_doexec_busy_sleep_under_xbusy_only() -> None:
     """Pre-D51474 faults on libc's data pages sleep on each other's xbusy source page
     (vmpfw); D51474 sbusies the COW source, so nobody sleeps there."""
@@ -118,6 +119,7 @@ def test_doexec_busy_sleep_under_xbusy_only() -> None:
     assert s.top_lock == "pmap pv list"
 
 
+@pytest.mark.slow
 def test_page_fault1_is_the_same_under_both_policies() -> None:
     """Zero-fill faults xbusy a new page under both policies (negative control)."""
     x = simulate(_small("page-fault1", "xbusy", 8)).to_json()
@@ -246,6 +248,7 @@ def test_cli_sim_json_points() -> None:
         assert p["throughput"] > 0
 
 
+@pytest.mark.slow
 def test_cli_sim_writes_plots_flame_graph_and_trace(tmp_path: Path) -> None:
     out = tmp_path / "out"
     r = _run("sim", "doexec", "--cpus", "1,4", "--policy", "xbusy,sbusy",
@@ -285,6 +288,7 @@ def test_cli_sim_out_must_be_a_directory(tmp_path: Path) -> None:
     assert "cannot create" in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_calibrate_json() -> None:
     r = _run("calibrate", "--duration-ms", "2", "--json")
     assert r.exit_code == 0, r.output

@@ -189,6 +189,7 @@ def _point(policy: str, cpus: int, workload: str = "kbuild") -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_write_sim_plots_writes_pngs(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from faultline.report.sim_plots import write_sim_plots

@@ -67,6 +67,7 @@ def pairs() -> Iterator[dict[tuple[str, str], PairResult]]:
 
 @needs_spin
 @pytest.mark.parametrize(("scenario", "policy"), PAIRS, ids=[f"{s}:{p}" for s, p in PAIRS])
+@pytest.mark.slow
 def test_spin_agrees_with_faultline(pairs: dict[tuple[str, str], PairResult],
                                     scenario: str, policy: str) -> None:
     r = pairs[(scenario, policy)]
@@ -88,6 +89,7 @@ def test_every_policy_is_expressed_or_has_a_reason() -> None:
 
 @needs_spin
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.slow
 def test_scenario_reaches_its_probes(scenario: str) -> None:
     r = run_spin(scenario, "sbusy", probes=True)
     reached = {v.removeprefix("probe_") for v in r.report.violations
@@ -97,6 +99,7 @@ def test_scenario_reaches_its_probes(scenario: str) -> None:
 
 
 @needs_spin
+@pytest.mark.slow
 def test_landed_policies_pass_and_seeded_bugs_are_found(
         pairs: dict[tuple[str, str], PairResult]) -> None:
     for (scenario, policy), r in pairs.items():
@@ -115,6 +118,7 @@ def test_landed_policies_pass_and_seeded_bugs_are_found(
 # ---------------------------------------------------------------- (c) the command
 
 @needs_spin
+@pytest.mark.slow
 def test_cli_exit_statuses_and_json() -> None:
     clean = run("spin", "rw-race-shadow", "--policy", "xbusy")
     assert clean.exit_code == 0, clean.output

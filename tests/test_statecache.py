@@ -38,6 +38,7 @@ from faultline.rt import ops
 from faultline.rt.execution import Execution, Hooks, Outcome, Thread
 from faultline.rt.sync import Flag, Lock, flag_post, flag_wait, mtx_lock, mtx_unlock
 from faultline.scenario.loader import load_scenario
+from faultline.scenario.oracle import CopyWindow, MemoryOracle
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -291,6 +292,7 @@ def test_key_is_stable_across_reexecutions() -> None:
     assert len(set(a)) == len(a)           # the step count alone tells them apart
 
 
+@pytest.mark.slow
 def test_key_is_the_same_in_every_process() -> None:
     prog = ("import hashlib; from test_statecache import catalog_keys; "
             "print(hashlib.sha1(b''.join(catalog_keys('exec-storm-small', '2'))).hexdigest())")
@@ -322,6 +324,30 @@ def test_key_changes_with_the_model_state_and_the_context() -> None:
     assert keys["changed"] != keys["before"] and keys["asleep"] != keys["before"]
 
 
+def test_key_changes_with_what_the_oracle_would_accept() -> None:
+    """The oracle's open copy windows and a file page's truncation decide later
+    verdicts, so they are state (docs/model.md D14)."""
+    keys: dict[str, bytes | None] = {}
+
+    class Poke(Hooks):
+        def choose(self, ex: Execution, enabled: Sequence[Thread]) -> Thread:
+            if ex.steps == 60:
+                oracle = next(o for o in ex.observers if isinstance(o, MemoryOracle))
+                cell = oracle.files["F"][2]
+                keys["before"] = state_key(ex)
+                oracle.copying[("p1", 0x3000)] = [CopyWindow(cell, {7, 8})]
+                keys["window"] = state_key(ex)
+                del oracle.copying[("p1", 0x3000)]
+                cell.gone = True
+                keys["gone"] = state_key(ex)
+                cell.gone = False
+                keys["after"] = state_key(ex)
+            return enabled[0]
+    build_execution(load_scenario("sbusy-vs-invalidate"), "sbusy", Poke(), [])[0].run()  # type: ignore[arg-type]
+    assert keys["before"] is not None and keys["after"] == keys["before"]
+    assert len({keys["before"], keys["window"], keys["gone"]}) == 3
+
+
 def test_an_observer_it_does_not_know_means_no_key() -> None:
     prog = PROGRAMS["locked-increments-3"]
     s = KeyAt([])
@@ -350,6 +376,7 @@ def test_orders_that_converge_share_a_key() -> None:
 # ---------------------------------------------------------------- exploration
 
 @pytest.mark.parametrize("name", sorted(ALL))
+@pytest.mark.slow
 def test_cached_dpor_reaches_every_end_state_and_covers_every_trace(name: str) -> None:
     prog = ALL[name]
     plain, cached = dpor(prog), dpor(prog, cache_states=True)
@@ -381,6 +408,7 @@ def test_every_seeded_bug_is_found_with_the_cache(name: str) -> None:
     assert not r.exhaustive
 
 
+@pytest.mark.slow
 def test_random_programs_reach_the_same_end_states() -> None:
     # 400 of these found no difference, and found the misses of three weakened
     # variants of the cut's race analysis; a few dozen keep it honest.
@@ -435,6 +463,7 @@ def test_cache_drops_its_oldest_entries() -> None:
 @pytest.mark.parametrize(("scenario", "bound"), [("collapse-bypass", None),
                                                  ("rw-race-shadow", 1),
                                                  ("cow-vs-collapse", 1)])
+@pytest.mark.slow
 def test_catalog_verdicts_and_probes_match(scenario: str, bound: int | None) -> None:
     s = load_scenario(scenario)
     plain = check_scenario(s, CheckConfig(strategy="dpor", dpor="source", preemptions=(bound,),
@@ -471,6 +500,7 @@ def test_json_reports_cache_hits_only_with_the_cache() -> None:
                                                              preemptions=(1,))).to_json()
 
 
+@pytest.mark.slow
 def test_checkpoints_record_source_dpor(tmp_path: Path) -> None:
     state = tmp_path / "run.ckpt"
     s = load_scenario("rw-race-shadow")

@@ -1,9 +1,10 @@
 """The `faultline` command: scenarios, show, check and replay.
 
-What lives here: the typer app and its four commands, the translation of bad input into
-one stderr line and exit status 2, the lazy progress bar, and the checks of every input
-and output before the work starts (output paths: check.running.files; checkpoints:
-check.running.checkpoint; counterexample files: cli.counterexample).
+What lives here: the typer app, its --version and its four commands, the translation of
+bad input into one stderr line and exit status 2 (usage errors and scenario names:
+cli.usage), and the checks of every input and output before the work starts (output
+paths: check.running.files; checkpoints: check.running.checkpoint; counterexample files:
+cli.counterexample).
 
 Rule kept: thin.  Parse, call `scenario.loader` / `check.explore`, hand the results to
 `report`, choose the exit status.  Exit statuses: 0 no violation, 1 a violation or a
@@ -35,7 +36,7 @@ from faultline.check.running import checkpoint, files
 from faultline.check.running.parallel import STRATEGIES, check_many
 from faultline.check.running.ray_backend import RayError
 from faultline.check.search import portfolio
-from faultline.cli import counterexample, mutants_cmd, sim_cmd, spin_cmd
+from faultline.cli import counterexample, mutants_cmd, sim_cmd, spin_cmd, usage
 from faultline.cli.common import (
     _CORES,
     EXIT_OK,
@@ -44,11 +45,13 @@ from faultline.cli.common import (
     _emit_json,
     _LazyProgress,
     _out,
+    _piped,
     _reported,
     _say,
 )
 from faultline.kern.policy import all_policies
 from faultline.report.tables import (
+    catalog_long,
     catalog_table,
     coverage_table,
     is_expected,
@@ -63,6 +66,7 @@ from faultline.report.trace_view import (
     render_outcome,
     render_run_description,
 )
+from faultline.report.words import plural
 from faultline.rt.trace import MAX_SCHEDULE_STEPS, RunRecord, ScheduleTooLong, schedule_from_str
 from faultline.scenario import loader
 from faultline.scenario.loader import ScenarioError
@@ -71,6 +75,7 @@ from faultline.scenario.spec import Scenario
 LONG_SCHEDULE = 400           # longer schedules are replayed from a file, not a flag
 
 app = typer.Typer(
+    cls=usage.OneLineUsage,
     name="faultline",
     help="FreeBSD's vm_fault path (D51474, shared-busy soft faults) as a checkable model.",
     add_completion=False,
@@ -84,14 +89,15 @@ app = typer.Typer(
 def _policy(name: str) -> str:
     known = all_policies()
     if name not in known:
-        raise BadInput(f"unknown policy {name!r}; known: {', '.join(known)}")
+        raise BadInput(f"unknown policy {name!r}{usage.did_you_mean(name, known)} "
+                       f"(known: {', '.join(known)})")
     return name
 
 
 def _strategy(name: str) -> str:
     if name not in STRATEGIES:
-        raise BadInput(f"unknown strategy {name!r}; this version knows: "
-                       f"{', '.join(STRATEGIES)}")
+        raise BadInput(f"unknown strategy {name!r}{usage.did_you_mean(name, STRATEGIES)} "
+                       f"(this version knows: {', '.join(STRATEGIES)})")
     return name
 
 
@@ -167,7 +173,7 @@ def _select(names: Sequence[str], everything: bool) -> list[Scenario]:
     chosen = loader.load_catalog() if everything else []
     seen = {s.source for s in chosen}
     for name in names:
-        s = loader.load_scenario(name)
+        s = usage.load_scenario(name)
         if s.source not in seen:
             chosen.append(s)
             seen.add(s.source)
@@ -184,21 +190,39 @@ def _processes(s: Scenario) -> dict[str, str]:
     return {t.name: t.process for t in s.threads}
 
 
-# ---------------------------------------------------------------- progress
+# ---------------------------------------------------------------- the app's own options
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"faultline {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _app_options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print faultline's version and exit.")] = False,
+) -> None:
+    # Options before the command; --version acts in its callback.
+    pass
+
 
 # ---------------------------------------------------------------- commands: catalog
 
 @app.command()
 def scenarios(
+    long: Annotated[bool, typer.Option(
+        "--long", help="Each scenario's whole description and probes too.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the built-in scenarios."""
+    """List the built-in scenarios: threads, DPOR bound, expected verdicts."""
     with _reported():
         catalog = loader.load_catalog()
     if json_out:
         _emit_json([scenario_json(s) for s in catalog])
     else:
-        _out().print(catalog_table(catalog))
+        _out().print(catalog_long(catalog) if long else catalog_table(catalog))
 
 
 @app.command()
@@ -208,7 +232,7 @@ def show(
 ) -> None:
     """Show a scenario: files, processes, mappings, setup, threads and expectations."""
     with _reported():
-        s = loader.load_scenario(scenario)
+        s = usage.load_scenario(scenario)
     if json_out:
         _emit_json(dataclasses.asdict(s))
     else:
@@ -248,10 +272,11 @@ def _run_checks(chosen: Sequence[Scenario], cfg: CheckConfig, show_progress: boo
 
 
 def _counterexample(r: ScenarioResult, cfg: CheckConfig) -> RunRecord:
-    """r's counterexample, completed with the check's seed and invariant mode."""
+    """r's counterexample, completed with the check's seed (none for DPOR, which takes
+    none) and invariant mode."""
     ce = r.counterexample
     assert ce is not None
-    return dataclasses.replace(ce, seed=cfg.seed,
+    return dataclasses.replace(ce, seed=None if cfg.strategy == "dpor" else cfg.seed,
                                options={**ce.options, "every_step": cfg.every_step})
 
 
@@ -432,7 +457,7 @@ def check(
         _outputs(force, None if cfg.state is None else Path(cfg.state),
                  ("--trace-out", trace_out, files.COUNTEREXAMPLE), ("--dot", dot, files.DOT))
         if not json_out:
-            _say(out, _check_header(cfg, chosen, preemptions))
+            _say(out, _check_header(cfg, chosen, preemptions, everything))
         results, wall = _run_checks(chosen, cfg, show_progress=not json_out, jobs=jobs,
                                     ray=ray)
         _after_check(out, chosen, results, wall, cfg, json_out, trace_out, full, force)
@@ -442,30 +467,45 @@ def check(
     raise typer.Exit(_exit_status(results))
 
 
-def _check_header(cfg: CheckConfig, chosen: Sequence[Scenario], preemptions: str | None
-                  ) -> str:
-    """The run description check prints first."""
-    pct = f" depth={cfg.depth}" if cfg.strategy == "pct" else ""
-    if cfg.strategy == "dpor":
-        pre = preemptions or ("scenario" if cfg.preemptions is None else
-                              ",".join("none" if b is None else str(b) for b in cfg.preemptions))
-        pct = (f" dpor={cfg.dpor} preemptions={pre}"
-               f" max_executions={cfg.max_executions or 'none'}"
-               f"{' cache-states (source DPOR)' if cfg.cache_states else ''}"
-               f"{' no-cache-states' if cfg.cache_states is False else ''}"
-               f"{'' if cfg.split is None else f' split={cfg.split}'}")
-    if cfg.strategy == portfolio.NAME:
-        pct = f" {portfolio.describe(cfg)}"
-    default = CheckConfig(policy=cfg.policy)
-    budget = "" if not cfg.shrink or (cfg.shrink_executions, cfg.shrink_seconds) == (
-        default.shrink_executions, default.shrink_seconds) else \
-        f" shrink-budget={cfg.shrink_executions}/{cfg.shrink_seconds:g}s"
-    return (f"faultline check: policy={cfg.policy} strategy={cfg.strategy}{pct} "
-            f"runs={cfg.runs} seed={cfg.seed} "
+def _check_header(cfg: CheckConfig, chosen: Sequence[Scenario], preemptions: str | None,
+                  everything: bool = False) -> str:
+    """The run description check prints first: every setting that shapes this run (a
+    DPOR exploration takes no runs, seed or depth), and the faultline version (which
+    fixes what `--all`, shown as catalog(N), means)."""
+    names = [s.name for s in chosen]
+    if everything:
+        n = len(loader.catalog_names())
+        names = [f"catalog({n})", *names[n:]]
+    return (f"faultline check: policy={cfg.policy} strategy={cfg.strategy}"
+            f"{_strategy_settings(cfg, preemptions)} "
             f"invariants={'step' if cfg.every_step else 'end'}"
             f"{' race-detect' if cfg.race_detect else ''}"
-            f"{'' if cfg.shrink else ' no-shrink'}{budget} "
-            f"scenarios={','.join(s.name for s in chosen)}")
+            f"{'' if cfg.shrink else ' no-shrink'}{_shrink_budget(cfg)} "
+            f"scenarios={','.join(names)} version={__version__}")
+
+
+def _strategy_settings(cfg: CheckConfig, preemptions: str | None) -> str:
+    """The settings of cfg's strategy, each with a leading space."""
+    if cfg.strategy != "dpor":
+        what = {"pct": f" depth={cfg.depth}",
+                portfolio.NAME: f" {portfolio.describe(cfg)}"}.get(cfg.strategy, "")
+        return f"{what} runs={cfg.runs} seed={cfg.seed}"
+    pre = preemptions or ("scenario" if cfg.preemptions is None else
+                          ",".join("none" if b is None else str(b) for b in cfg.preemptions))
+    return (f" dpor={cfg.dpor} preemptions={pre}"
+            f" max_executions={cfg.max_executions or 'none'}"
+            f"{' cache-states (source DPOR)' if cfg.cache_states else ''}"
+            f"{' no-cache-states' if cfg.cache_states is False else ''}"
+            f"{'' if cfg.split is None else f' split={cfg.split}'}")
+
+
+def _shrink_budget(cfg: CheckConfig) -> str:
+    """' shrink-budget=N/Ss' when shrinking runs with other than the default limits."""
+    default = CheckConfig(policy=cfg.policy)
+    if not cfg.shrink or (cfg.shrink_executions, cfg.shrink_seconds) == (
+            default.shrink_executions, default.shrink_seconds):
+        return ""
+    return f" shrink-budget={cfg.shrink_executions}/{cfg.shrink_seconds:g}s"
 
 
 def _from_checkpoint(path: Path, cfg: CheckConfig, jobs: int
@@ -540,8 +580,8 @@ def _after_check(out: Console, chosen: Sequence[Scenario], results: list[Scenari
         _write_trace(trace_out, record, replayed, force)
     if not json_out:
         render_counterexample(out, record, replayed.events, _replay_hint(record, s, trace_out),
-                              full=full,
-                              processes=_processes(s), command="counterexample")
+                              full=full, processes=_processes(s), command="counterexample",
+                              wrap=not _piped())
         note = _shrink_note(record, cfg)
         if note:
             _say(out, note, "yellow")
@@ -551,14 +591,14 @@ def _shrink_note(record: RunRecord, cfg: CheckConfig) -> str:
     """Say so when shrinking stopped at its budget rather than at a minimum."""
     stopped = record.options.get("shrink_stopped")
     if stopped == "seconds":
+        runs = plural(int(record.options.get("shrink_runs", 0)), "execution")
         return (f"note: shrinking stopped at its time limit ({cfg.shrink_seconds:g} s) after "
-                f"{record.options.get('shrink_runs')} executions, before it was done: on a "
-                f"faster or slower machine the shrunk counterexample may differ "
-                f"(--shrink-seconds raises the limit)")
+                f"{runs}, before it was done: on a faster or slower machine the shrunk "
+                f"counterexample may differ (--shrink-seconds raises the limit)")
     if stopped == "executions":
-        return (f"note: shrinking used its whole budget of {cfg.shrink_executions} executions "
-                f"before it was done: the counterexample may shrink further with a larger "
-                f"--shrink-budget")
+        return (f"note: shrinking used its whole budget of "
+                f"{plural(cfg.shrink_executions, 'execution')} before it was done: the "
+                f"counterexample may shrink further with a larger --shrink-budget")
     return ""
 
 
@@ -607,7 +647,7 @@ def _replay_scenario(record: RunRecord, override: str | None, file: Path | None
     recorded file if it still exists, else the recorded name; either way a scenario of
     the name the record gives."""
     if override is not None:
-        return loader.load_scenario(override)
+        return usage.load_scenario(override)
     if record.scenario_path and Path(record.scenario_path).is_file():
         s = loader.load_path(record.scenario_path)
     else:
@@ -622,7 +662,8 @@ def _replay_scenario(record: RunRecord, override: str | None, file: Path | None
 def _replay_notes(out: Console, record: RunRecord, result: RunResult, verdict: str) -> None:
     extra = len(_schedule(record.schedule)) - result.outcome.steps
     if extra > 0:
-        _say(out, f"note: the run ended {extra} steps before the schedule did", "yellow")
+        _say(out, f"note: the run ended {plural(extra, 'step')} before the schedule did",
+             "yellow")
     if record.verdict and record.verdict != verdict:
         _say(out, f"note: the recorded verdict was {record.verdict}; this run's is "
                   f"{verdict}", "yellow")
@@ -655,7 +696,7 @@ def replay(
         record = dataclasses.replace(record, scenario=s.name, scenario_path=s.source,
                                      options={**record.options, "every_step": es})
         if not json_out:
-            render_run_description(record, out)
+            render_run_description(record, out, wrap=not _piped())
         result = explore.replay(s, record, every_step=es)
         replayed = RunRecord.from_outcome(
             result.outcome, scenario=s.name, policy=record.policy, strategy="replay",
@@ -680,7 +721,7 @@ app.command("spin")(spin_cmd.spin)
 def main() -> None:
     """The `faultline` console script."""
     try:
-        app()
+        app(prog_name="faultline")      # also under python -m faultline.cli.app
     finally:
         # The command has finished and said so: a Ctrl-C during interpreter shutdown
         # (joining a worker pool's threads) would only kill the process by SIGINT and

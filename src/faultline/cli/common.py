@@ -97,13 +97,18 @@ def _reported() -> Iterator[None]:
         _internal(e)
 
 
+def _piped() -> bool:
+    """stdout is neither a terminal nor given a width (COLUMNS): a log or a pipe."""
+    return not sys.stdout.isatty() and "COLUMNS" not in os.environ
+
+
 def _out() -> Console:
-    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(highlight=False, width=PIPE_WIDTH if piped else None)
+    return Console(highlight=False, width=PIPE_WIDTH if _piped() else None)
 
 
 def _say(console: Console, line: str, style: str = "") -> None:
-    console.print(Text(line, style=style), soft_wrap=True)
+    # A log keeps each line whole (for grep); a terminal gets it wrapped at spaces.
+    console.print(Text(line, style=style), soft_wrap=_piped())
 
 
 def _emit_json(doc: Any) -> None:

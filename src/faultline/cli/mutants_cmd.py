@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from faultline.check.explore import CheckConfig, ScenarioResult
@@ -33,7 +32,10 @@ from faultline.cli.common import (
     _reported,
     _say,
 )
+from faultline.cli.usage import did_you_mean
 from faultline.kern.mutants import MUTANTS, Mutant
+from faultline.report.fit import Col, FitTable
+from faultline.report.words import plural
 from faultline.rt.trace import schedule_from_str
 from faultline.scenario import loader
 from faultline.scenario.spec import Scenario
@@ -61,16 +63,19 @@ def mutants(
     out = _out()
     with _reported():
         if strategy not in STRATEGIES:
-            raise BadInput(f"unknown strategy {strategy!r}; this version knows: "
-                           f"{', '.join(STRATEGIES)}")
+            raise BadInput(f"unknown strategy {strategy!r}"
+                           f"{did_you_mean(strategy, STRATEGIES)} (this version knows: "
+                           f"{', '.join(STRATEGIES)})")
         names = list(only or MUTANTS)
         for n in names:
             if n not in MUTANTS:
-                raise BadInput(f"unknown seeded bug {n!r}; known: {', '.join(MUTANTS)}")
+                raise BadInput(f"unknown seeded bug {n!r}{did_you_mean(n, MUTANTS)} "
+                               f"(known: {', '.join(MUTANTS)})")
         catalog = loader.load_catalog()
         if not json_out:
-            _say(out, f"faultline mutants: {len(names)} seeded bug(s), strategy {strategy}"
-                      f"{'' if strategy == 'dpor' else f', {runs} runs'}, seed {seed}, "
+            sampled = "" if strategy == "dpor" else f", {plural(runs, 'run')}, seed {seed}"
+            _say(out, f"faultline mutants: {plural(len(names), 'seeded bug')}, "
+                      f"strategy {strategy}{sampled}, "
                       f"{'the whole catalog' if all_scenarios else 'their probe scenarios'}")
         bar = _LazyProgress(len(names), not json_out, unit="mutants")
         rows = []
@@ -96,7 +101,7 @@ def mutants(
     else:
         out.print(_table(rows))
         caught = sum(r["caught"] for r in rows)
-        _say(out, f"{caught} of {len(rows)} seeded bugs caught"
+        _say(out, f"{caught} of {plural(len(rows), 'seeded bug')} caught"
                   + (f"; {len(survivors)} survived: "
                      + ", ".join(r["mutant"] for r in survivors) if survivors else ""))
     raise typer.Exit(EXIT_VIOLATION if survivors else EXIT_OK)
@@ -132,20 +137,21 @@ def _row(cls: type[Mutant], strategy: str, results: Sequence[ScenarioResult],
     }
 
 
-def _table(rows: Sequence[dict[str, Any]]) -> Table:
-    t = Table(title="seeded bugs", title_justify="left")
-    for col, just in (("mutant", "left"), ("verdict", "left"), ("caught by", "left"),
-                      ("violation", "left"), ("executions", "right"), ("seconds", "right"),
-                      ("ce steps", "right")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+def _table(rows: Sequence[dict[str, Any]]) -> FitTable:
+    """One row per seeded bug; on a narrow terminal the figures go first."""
+    cols = [Col("mutant"), Col("verdict"), Col("caught by", wrap=True),
+            Col("violation", drop=4), Col("executions", drop=3, justify="right"),
+            Col("seconds", drop=1, justify="right"), Col("ce steps", drop=2, justify="right")]
+    cells = []
     for r in rows:
         verdict = ("caught" if r["caught"] else "not a bug" if r["not_a_bug"]
                    else "SURVIVED")
         style = "green" if verdict != "SURVIVED" else "bold red"
-        t.add_row(Text(r["mutant"]), Text(verdict, style=style),
-                  Text(", ".join(r["scenarios"]) or "-"), Text(r["violation_kind"] or "-"),
-                  "-" if r["executions_to_violation"] is None
-                  else f"{r['executions_to_violation']:,}",
-                  f"{r['seconds']:.2f}",
-                  "-" if r["counterexample_steps"] is None else str(r["counterexample_steps"]))
-    return t
+        cells.append([r["mutant"], Text(verdict, style=style),
+                      ", ".join(r["scenarios"]) or "-", r["violation_kind"] or "-",
+                      "-" if r["executions_to_violation"] is None
+                      else f"{r['executions_to_violation']:,}",
+                      f"{r['seconds']:.2f}",
+                      "-" if r["counterexample_steps"] is None
+                      else str(r["counterexample_steps"])])
+    return FitTable(cols, cells, title="seeded bugs", title_justify="left")

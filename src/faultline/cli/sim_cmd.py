@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from faultline.cli.common import _CORES, BadInput, _emit_json, _LazyProgress, _out, _reported, _say
 from faultline.kern.policy import all_policies
+from faultline.report.fit import Col, FitTable
 from faultline.report.flamegraph import flamegraph_svg
 from faultline.report.perfetto import chrome_trace
 from faultline.report.sim_plots import write_sim_plots
@@ -36,6 +36,7 @@ from faultline.report.sim_tables import (
     sweep_table,
     usl_table,
 )
+from faultline.report.words import plural
 from faultline.sim import costs
 from faultline.sim.machine import Topology
 from faultline.sim.simulate import (
@@ -134,7 +135,7 @@ def sim(
                         policy=pol, cpus=n, pv_locks=layout, profile=largest,
                         trace_window_ns=TRACE_WINDOW_NS if largest else 0, **base))
         if not json_out:
-            _say(out, f"faultline sim {workload}: {len(configs)} points "
+            _say(out, f"faultline sim {workload}: {plural(len(configs), 'point')} "
                       f"({', '.join(policies)} x pv={','.join(layouts)} x CPUs "
                       f"{','.join(map(str, counts))}); {warmup_ms:g} ms warm-up + "
                       f"{duration_ms:g} ms measured per point, seed {seed}; "
@@ -164,10 +165,11 @@ def sim(
         for line in shift_lines(points):
             _say(out, line)
         steps = sum(p.steps for p in points)
-        _say(out, f"{len(points)} points in {wall:.1f} s wall ({steps:,} model steps, "
-                  f"{steps / wall:,.0f} steps/s over {min(jobs, len(points))} job(s))")
+        _say(out, f"{plural(len(points), 'point')} in {wall:.1f} s wall "
+                  f"({plural(steps, 'model step')}, {steps / wall:,.0f} steps/s over "
+                  f"{plural(min(jobs, len(points)), 'job')})")
         if out_dir is not None:
-            _say(out, f"wrote {len(written)} files to {out_dir}: "
+            _say(out, f"wrote {plural(len(written), 'file')} to {out_dir}: "
                       + ", ".join(p.name for p in written))
 
 
@@ -258,16 +260,15 @@ def calibrate(
         if json_out:
             _emit_json({"policy": policy, "gates": rows, "handoffs": handoffs})
             return
-        t = Table(title=f"calibration at 1 CPU ({policy}, {duration_ms:g} ms measured)",
-                  title_justify="left")
-        for col in ("operation", "simulated", "anchor", "gate"):
-            t.add_column(col)
-        for r in rows:
-            ok = r["within"]
-            t.add_row(Text(r["what"]), f"{r['us_per_op']:.2f} us ({r['count']:,} {r['per']}s)",
-                      Text(r["anchor"]), Text("ok" if ok else "OUT OF RANGE",
-                                              style="green" if ok else "bold red"))
-        out.print(t)
+        cols = [Col("operation", wrap=True), Col("simulated", wrap=True),
+                Col("anchor", drop=1, wrap=True), Col("gate")]
+        cells = [[r["what"], f"{r['us_per_op']:.2f} us ({plural(r['count'], r['per'])})",
+                  r["anchor"], Text("ok" if r["within"] else "OUT OF RANGE",
+                                    style="green" if r["within"] else "bold red")]
+                 for r in rows]
+        out.print(FitTable(cols, cells, title=f"calibration at 1 CPU ({policy}, "
+                                              f"{duration_ms:g} ms measured)",
+                           title_justify="left"))
         _say(out, f"cache-line hand-off: {costs.HANDOFF_SMT_NS} ns SMT siblings, "
                   f"{costs.HANDOFF_SOCKET_NS} ns same socket, {costs.HANDOFF_CROSS_NS} ns "
                   f"across sockets (anchors: 4-10, 44-51, 108-136 ns); constants in "

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from faultline import __version__
@@ -30,6 +29,7 @@ from faultline.cli.common import (
     _reported,
     _say,
 )
+from faultline.report.fit import Col, FitTable
 from faultline.spin.errors import SpinToolMissing, SpinUnsupported
 from faultline.spin.model import LABELS, SCENARIOS, model_regions, policy_switches, spin_scenario
 from faultline.spin.pan import TrailStep
@@ -89,11 +89,8 @@ def _description(scenario: str, policy: str, switches: Sequence[str],
             f"faultline {__version__}")
 
 
-def _table(r: SpinResult) -> Table:
+def _table(r: SpinResult) -> FitTable:
     rep = r.report
-    t = Table(show_header=False)
-    t.add_column("", style="bold")
-    t.add_column("", justify="right")
     verdict = Text(rep.verdict, style="bold red" if rep.verdict == "violation" else "green")
     rows: list[tuple[str, str | Text]] = [
         ("SPIN", r.spin_version),
@@ -110,9 +107,8 @@ def _table(r: SpinResult) -> Table:
         ("seconds: pan", f"{r.pan_seconds:.2f}"),
         ("seconds: total", f"{r.seconds:.2f}"),
     ]
-    for key, value in rows:
-        t.add_row(key, Text(value) if isinstance(value, str) else value)
-    return t
+    return FitTable([Col("", style="bold"), Col("", justify="right", wrap=True)], rows,
+                    show_header=False)
 
 
 def _region(steps_regions: list[tuple[int, str]], line: int) -> str:
@@ -124,16 +120,12 @@ def _region(steps_regions: list[tuple[int, str]], line: int) -> str:
     return name
 
 
-def _trail_table(scenario: str, steps: Sequence[TrailStep]) -> Table:
+def _trail_table(scenario: str, steps: Sequence[TrailStep]) -> FitTable:
     """One row per stretch of one thread in one part of the model: the thread, the
     FreeBSD function (label of vm_fault's body, then the primitive inside it), the
     model lines, the steps it took and its last statement."""
     regions = model_regions()
     names = SCENARIOS[scenario].threads
-    t = Table(title="counterexample (spin -t -p, folded)", title_justify="left")
-    for col, just in (("step", "right"), ("thread", "left"), ("where", "left"),
-                      ("lines", "left"), ("last statement", "left")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
     label: dict[int, str] = {}
     rows: list[list[str]] = []
     last_key: tuple[int, str] | None = None
@@ -157,6 +149,8 @@ def _trail_table(scenario: str, steps: Sequence[TrailStep]) -> Table:
         else:
             rows.append([str(s.step), thread, where, str(s.line), s.statement])
         last_key = key
-    for row in rows:
-        t.add_row(*(Text(cell) for cell in row))    # statements hold [brackets]
-    return t
+    cols = [Col("step", justify="right"), Col("thread"), Col("where", wrap=True),
+            Col("lines", drop=1), Col("last statement", wrap=True)]
+    # FitTable takes each cell as Text: statements hold [brackets], never markup.
+    return FitTable(cols, rows, title="counterexample (spin -t -p, folded)",
+                    title_justify="left")

@@ -460,8 +460,38 @@ class LostWakeup(Mutant):
         """Nothing."""
 
 
+class SbusyNoValidRecheck(Mutant):
+    """Return the share-busied page as a soft fault without re-checking, under the
+    busy, that it is still fully valid (D51474's "make sure that racily checked
+    conditions are still valid").  A page that became invalid between the unlocked
+    check and the busy would then be mapped (P3).
+
+    Not a bug.  vm_fault_object holds fs.object's lock, read or write, from the
+    lookup through the check and the trysbusy; a page becomes invalid only through
+    vm_page_invalid / vm_page_set_invalid, which assert the object write lock (and the
+    busy, and no mapping), reached from vm_object_page_remove (truncation, msync's
+    invalidation) and the buffer cache's vfs_vmio_invalidate, each under
+    VM_OBJECT_WLOCK.  Validity can only grow meanwhile (invalid -> valid needs just the
+    busy), which the first check already saw.  The other clauses re-checked are the
+    fault's own state.  sbusy-vs-invalidate, whose truncation and msync race share-busied
+    faults, passes with the re-check gone (tests/test_invalidate.py)."""
+
+    name = "sbusy-no-valid-recheck"
+    description = "sbusy soft fault without re-checking validity under the busy"
+    breaks = ("vm_fault_object: the `vm_page_all_valid(fs->m)` re-check after "
+              "vm_page_trysbusy (reference 2.3, 5.2)")
+    probes = ("sbusy-vs-invalidate",)
+    not_a_bug = ("validity only shrinks under the object write lock, and the fault holds "
+                 "the object lock from its unlocked check through the trysbusy")
+
+    def vm_fault_object_sbusy_recheck(self, fs: FaultState) -> bool:
+        """Trust the check made before the busy."""
+        return True
+
+
 MUTANTS: dict[str, type[Mutant]] = {m.name: m for m in (
     SbusyWrite, RenameSbusied, NoShootdown, RenameNoRecheck, SbusyRenamable,
     FirstMEarlyRelease, BusySleepNoRestart, EarlyUnbusyMCow, PrefaultMapsInvalid,
     SoftFastBelowTop, EarlyValidCowCopy, CowMapUnlocked, RelookupIgnoresObject,
-    CowChasesChain, CollapseGuessesShadow, DeallocateBeforeUnbusy, LostWakeup)}
+    CowChasesChain, CollapseGuessesShadow, DeallocateBeforeUnbusy, LostWakeup,
+    SbusyNoValidRecheck)}

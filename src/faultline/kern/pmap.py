@@ -275,29 +275,64 @@ async def pmap_remove(pm: Pmap, sva: int, eva: int) -> None:
     await mtx_unlock(pm.lock)
 
 
+async def _pv_pmap_lock(lock: Lock, m: VmPage, pm: Pmap) -> bool:
+    """With m's pv lock held, take pm's lock.  The pv lock comes first, so pm's can only
+    be tried; on failure drop the pv lock, take pm's, retake the pv lock.  False (only
+    the pv lock held) if m's pv list changed meanwhile: the caller starts over."""
+    if await mtx_trylock(pm.lock):
+        return True
+    gen = m.pv_gen
+    await rw_unlock(lock)
+    await mtx_lock(pm.lock)
+    await rw_wlock(lock)
+    if gen != m.pv_gen:
+        await mtx_unlock(pm.lock)
+        return False
+    return True
+
+
 async def pmap_remove_all(vm: Vm, m: VmPage) -> None:
-    """pmap_remove_all: remove every mapping of `m` in every pmap.  Takes m's pv lock
-    first, so the pmap locks can only be tried; on failure drop the pv lock, take the
-    pmap lock, retake the pv lock and restart if the pv list changed meanwhile."""
+    """pmap_remove_all: remove every mapping of `m` in every pmap, each under its
+    pmap's lock taken inside m's pv lock (_pv_pmap_lock)."""
     kassert(m.busy.busied() and not m.busy.freed, f"pmap_remove_all: {m} not busied")
     lock = vm.pv_list_lock(m)
     await rw_wlock(lock)
     while m.pv_list:
         pm, va = m.pv_list[0]
-        if not await mtx_trylock(pm.lock):
-            gen = m.pv_gen
-            await rw_unlock(lock)
-            await mtx_lock(pm.lock)
-            await rw_wlock(lock)
-            if gen != m.pv_gen:
-                await mtx_unlock(pm.lock)
-                continue
+        if not await _pv_pmap_lock(lock, m, pm):
+            continue
         _pv_remove(pm, va)
         await ops.cost("pv entry", line=m)
         await mtx_unlock(pm.lock)
     atomic_store(m, "writeable", False)               # vm_page_aflag_clear
     await rw_unlock(lock)
     await ops.note("pmap-remove-all", repr(m))
+
+
+async def pmap_remove_write(vm: Vm, m: VmPage) -> None:
+    """pmap_remove_write: make every mapping of `m` read-only (the caller holds m
+    xbusied, so no write fault can make one writable again meanwhile), each under its
+    pmap's lock as pmap_remove_all takes it.  amd64 moves PG_M into m->dirty here;
+    the model's stores dirty the page as they happen (pmap_user_access)."""
+    kassert(m.busy.xowner is not None and not m.busy.freed,
+            f"pmap_remove_write: {m} not exclusively busied")
+    lock = vm.pv_list_lock(m)
+    await rw_wlock(lock)
+    todo = list(m.pv_list)
+    while todo:
+        pm, va = todo[0]
+        if not await _pv_pmap_lock(lock, m, pm):
+            todo = list(m.pv_list)
+            continue
+        todo.pop(0)
+        touch(pm, field="ptes", atomic=True)
+        pte = pm.ptes.get(va)
+        if pte is not None and pte.page is m:
+            pte.writable = False
+        await mtx_unlock(pm.lock)
+    atomic_store(m, "writeable", False)               # vm_page_aflag_clear
+    await rw_unlock(lock)
+    await ops.note("pmap-remove-write", repr(m))
 
 
 async def pmap_protect(pm: Pmap, sva: int, eva: int, prot: int) -> None:

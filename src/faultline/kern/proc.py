@@ -30,6 +30,7 @@ from faultline.kern.vm_map import (
     vm_map_pmap_enter,
     vm_map_protect,
     vm_map_remove,
+    vm_map_sync,
     vm_map_unlock,
     vm_map_unwire,
     vm_map_wire,
@@ -127,6 +128,13 @@ async def sys_munmap(p: Proc, addr: int, pages: int) -> None:
     await ops.note("munmap-begin", span)
     await vm_map_remove(p.map, addr, addr + pages * PAGE_SIZE)
     await ops.note("munmap-end", span)
+
+
+async def sys_msync(p: Proc, addr: int, pages: int, invalidate: bool) -> str:
+    """msync (MS_INVALIDATE when `invalidate`): see vm_map_sync.  Invalidation only
+    drops clean cached pages and this process's PTEs, so no access may observe it."""
+    assert p.map is not None
+    return await vm_map_sync(p.map, addr, addr + pages * PAGE_SIZE, invalidate)
 
 
 async def sys_mprotect(p: Proc, addr: int, pages: int, prot: str) -> str:

@@ -95,6 +95,7 @@ from faultline.rt.sync import (
     kassert,
     lock_assert,
     rw_rlock,
+    rw_try_rlock,
     rw_try_upgrade,
     rw_try_wlock,
     rw_unlock,
@@ -159,6 +160,7 @@ class FaultState:
     hardfault: bool = False
     faultcount: int = 0                    # pages this fault brought in (prefault if 0)
     slept: bool = False                    # the restart follows a vm_fault_busy_sleep
+    vp: VmObject | None = None              # the vnode object whose lock we hold (shared)
 
 
 # ---------------------------------------------------------------- predicates
@@ -215,9 +217,38 @@ async def vm_fault_unlock_map(fs: FaultState) -> None:
         fs.lookup_still_valid = False
 
 
+async def vm_fault_lock_vnode(fs: FaultState) -> FaultStatus:
+    """vm_fault_lock_vnode (objlocked false): before paging in from a vnode object,
+    hold its vnode lock shared, kept across restarts until the fault ends.  It is only
+    tried while we hold a busy page and pips; if that fails, release everything, sleep
+    for the lock and RESTART holding it.  This is what keeps a page-in out of a
+    truncation or a write of the file, which hold the vnode lock exclusively."""
+    obj = fs.object
+    assert obj is not None
+    if obj.vnode_lock is None or fs.vp is obj:
+        return FaultStatus.CONTINUE
+    await vm_fault_unlock_vp(fs)
+    if await rw_try_rlock(obj.vnode_lock):
+        fs.vp = obj
+        return FaultStatus.CONTINUE
+    await vm_fault_deallocate(fs)
+    await rw_rlock(obj.vnode_lock)
+    fs.vp = obj
+    await ops.note("fault-vnode-restart", repr(obj))
+    return FaultStatus.RESTART
+
+
+async def vm_fault_unlock_vp(fs: FaultState) -> None:
+    """unlock_vp: drop the vnode lock the fault holds, if any."""
+    if fs.vp is not None:
+        assert fs.vp.vnode_lock is not None
+        await rw_unlock(fs.vp.vnode_lock)
+        fs.vp = None
+
+
 async def vm_fault_deallocate(fs: FaultState) -> None:
-    """vm_fault_deallocate: release m_cow, m, first_m, pips, the reference, the map.
-    No object locked on entry."""
+    """vm_fault_deallocate: release m_cow, m, first_m, pips, the reference, the map and
+    the vnode.  No object locked on entry."""
     early = await fs.policy.vm_fault_deallocate_reference_first(fs)
     await fs.policy.vm_fault_release_m_cow(fs)
     await vm_fault_page_release(fs, "m")
@@ -231,6 +262,7 @@ async def vm_fault_deallocate(fs: FaultState) -> None:
     if not early:
         await vm_object_deallocate(fs.first_object)
     await vm_fault_unlock_map(fs)
+    await vm_fault_unlock_vp(fs)
 
 
 async def vm_fault_unlock_and_deallocate(fs: FaultState) -> None:
@@ -457,6 +489,8 @@ async def vm_fault_getpages(fs: FaultState) -> FaultStatus:
     May sleep."""
     assert fs.object is not None and fs.m is not None
     await vm_fault_unlock_map(fs)
+    if await vm_fault_lock_vnode(fs) is FaultStatus.RESTART:
+        return FaultStatus.RESTART
     rv = await vm_pager_get_pages(fs.object, fs.m)
     if rv == VM_PAGER_OK:
         fs.hardfault = True
@@ -750,12 +784,14 @@ async def vm_fault(map_: VmMap, vaddr: int, fault_type: int, fault_flags: int = 
         rv = await fs.policy.vm_fault_retry_lookup(fs)
         fs.slept = False
         if rv != KERN_SUCCESS:
+            await vm_fault_unlock_vp(fs)
             if rv == KERN_RESOURCE_SHORTAGE:
                 continue
             return rv
         first = fs.first_object
         assert first is not None
-        if not fault_flags & (VM_FAULT_WIRE | VM_FAULT_DIRTY):
+        if fs.vp is None and not fault_flags & (VM_FAULT_WIRE | VM_FAULT_DIRTY):
+            # (fs.vp: "avoid locked vnode leak", soft_fast would not release it.)
             if await vm_fault_soft_fast(fs) is FaultStatus.SUCCESS:
                 return KERN_SUCCESS
         else:

@@ -30,6 +30,7 @@ from faultline.kern.vm_object import (
     vm_object_reference_locked,
     vm_object_shadow,
     vm_object_split,
+    vm_object_sync,
 )
 from faultline.kern.vm_page import VmPage, locked_by, vm_page_unwire
 from faultline.rt import ops
@@ -67,6 +68,7 @@ KERN_FAILURE = "KERN_FAILURE"
 KERN_RESOURCE_SHORTAGE = "KERN_RESOURCE_SHORTAGE"
 KERN_OUT_OF_BOUNDS = "KERN_OUT_OF_BOUNDS"
 KERN_RESTART = "KERN_RESTART"
+KERN_INVALID_ARGUMENT = "KERN_INVALID_ARGUMENT"
 
 PROT_BITS = {"none": 0, "r": 1, "rw": 3, "rx": 5, "rwx": 7}
 
@@ -443,6 +445,55 @@ async def vm_map_inherit(m: VmMap, start: int, end: int, inheritance: str) -> No
     await ops.note("map-inherit", {"map": m.name, "start": start, "end": end,
                                    "inherit": inheritance})
     await vm_map_unlock(m)
+
+
+async def vm_map_sync(m: VmMap, start: int, end: int, invalidate: bool) -> str:
+    """vm_map_sync (msync): a first pass under the read lock refuses holes
+    (KERN_INVALID_ADDRESS) and, when invalidating, user-wired entries
+    (KERN_INVALID_ARGUMENT); invalidation removes the range's PTEs from this pmap
+    (private copies fault back in from their shadow objects).  The second pass syncs
+    each entry's object with the map unlocked, holding a reference on it, and looks
+    the next entry up again if the map changed meanwhile."""
+    await vm_map_lock_read(m)
+    first = vm_map_lookup_entry(m, start)
+    if first is None:
+        await vm_map_unlock_read(m)
+        return KERN_INVALID_ADDRESS
+    covered = start
+    for e in (e for e in m.entries if e.end > start and e.start < end):
+        if invalidate and e.eflags & MAP_ENTRY_USER_WIRED:
+            await vm_map_unlock_read(m)
+            return KERN_INVALID_ARGUMENT
+        if e.start > covered:
+            await vm_map_unlock_read(m)
+            return KERN_INVALID_ADDRESS
+        covered = e.end
+    if covered < end:
+        await vm_map_unlock_read(m)
+        return KERN_INVALID_ADDRESS
+    if invalidate:
+        await pmap_mod.pmap_remove(m.pmap, start, end)
+    e: VmMapEntry | None = first
+    while e is not None and e.start < end:
+        size = (min(end, e.end) - start) // PAGE_SIZE
+        obj, offset = e.object, e.pindex(start)
+        if obj is not None:
+            await vm_object_reference(obj)
+        last = m.timestamp
+        await vm_map_unlock_read(m)
+        await vm_object_sync(obj, offset, size, invalidate)
+        start += size * PAGE_SIZE
+        await vm_object_deallocate(obj)
+        await vm_map_lock_read(m)
+        if last == m.timestamp or (e := vm_map_lookup_entry(m, start)) is None:
+            e = _vm_map_entry_succ(m, start)
+    await vm_map_unlock_read(m)
+    return KERN_SUCCESS
+
+
+def _vm_map_entry_succ(m: VmMap, va: int) -> VmMapEntry | None:
+    # The first entry at or after va (map locked).
+    return next((e for e in m.entries if e.end > va), None)
 
 
 # ---------------------------------------------------------------- wiring

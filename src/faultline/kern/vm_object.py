@@ -21,7 +21,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from faultline.kern.pmap import PAGE_SIZE
+from faultline.kern.pmap import PAGE_SIZE, pmap_remove_all, pmap_remove_write
 from faultline.kern.swap_pager import (
     swap_pager_copy,
     swap_pager_freespace,
@@ -33,8 +33,10 @@ from faultline.kern.vm_page import (
     locked_by,
     vm_page_busy_sleep,
     vm_page_free,
+    vm_page_invalid,
     vm_page_rename,
     vm_page_tryxbusy,
+    vm_page_undirty,
     vm_page_xunbusy,
 )
 from faultline.rt import ops
@@ -71,6 +73,10 @@ OBJ_ANON, OBJ_ONEMAPPING = ObjFlag.OBJ_ANON, ObjFlag.OBJ_ONEMAPPING
 OBJ_DEAD, OBJ_COLLAPSING, OBJ_SWAP = ObjFlag.OBJ_DEAD, ObjFlag.OBJ_COLLAPSING, ObjFlag.OBJ_SWAP
 
 OBJT_SWAP, OBJT_VNODE, OBJT_DEAD = "swap", "vnode", "dead"
+
+# vm_object_page_remove options (sys/vm/vm_object.h)
+OBJPR_CLEANONLY = 0x1        # leave dirty pages (and keep every page's validity)
+OBJPR_NOTMAPPED = 0x2        # the pages are known to be unmapped
 OBJECT_LOCK_CLASS = "vm object"          # the WITNESS class of every object lock
 
 
@@ -81,7 +87,7 @@ class VmObject(Tracked):
     vm: Vm = locked_by("C")
     oid: int = locked_by("C", 0)
     type: str = locked_by("O", OBJT_SWAP)
-    size: int = locked_by("C", 0)                       # in pages
+    size: int = locked_by("O", 0)       # in pages; a vnode's shrinks on truncation
     lock: Lock = locked_by("C")
     pages: dict[int, VmPage] = locked_by("O", factory=dict)      # rtree/memq
     swap: dict[int, int] = locked_by("O", factory=dict)          # swblks: pindex -> data
@@ -95,7 +101,8 @@ class VmObject(Tracked):
     handle: Any = locked_by("C")
     pip: BlockCount = locked_by("A")                    # paging_in_progress
     busy: BlockCount = locked_by("A")                   # object busy
-    file: Any = locked_by("C")                          # vnode: the file's disk contents
+    file: Any = locked_by("O")          # vnode: the file's disk contents (a tuple)
+    vnode_lock: Lock | None = locked_by("C")            # vnode: its vnode's lock
     name: str = locked_by("C", "")
 
     def __repr__(self) -> str:
@@ -127,6 +134,7 @@ def vm_object_allocate_vnode(vm: Vm, name: str, contents: tuple[int, ...]) -> Vm
     obj = _new_object(vm, OBJT_VNODE, len(contents), ObjFlag(0), handle=name,
                       name=f"vn:{name}")
     obj.file = contents
+    obj.vnode_lock = Lock("vnode", f"{name}.vnode", "sx")
     return obj
 
 
@@ -633,3 +641,87 @@ async def vm_object_split(e: VmMapEntry) -> None:
     await ops.note("split", {"object": repr(orig), "new": repr(new), "pages": len(moved)})
     await vm_object_deallocate(orig)
     await rw_wlock(new.lock)
+
+
+# ---------------------------------------------------------------- invalidation
+
+async def vm_object_page_remove(obj: VmObject, start: int, end: int, options: int) -> None:
+    """vm_object_page_remove: object write-locked (again on return); remove the pages
+    of [start, end) from obj: each is xbusied first -- a page busied by anyone, shared
+    busy included, is slept on ("vmopar") and the scan restarts --, unmapped
+    everywhere, and freed; a wired page cannot be freed and is only invalidated.  With
+    OBJPR_CLEANONLY (msync) a dirty page stays, read-only, and nothing is invalidated.
+    The xbusy is what orders this against a fault that found the page: D51474's
+    shared busy must keep it out exactly as the exclusive one did."""
+    lock_assert(obj.lock, "x")
+    if not obj.pages:
+        return
+    await vm_object_pip_add(obj, 1)
+    while True:                                    # again:
+        todo = sorted(i for i in obj.pages if start <= i < end)
+        for pindex in todo:
+            p = obj.pages.get(pindex)
+            if p is None:
+                continue
+            if not await vm_page_tryxbusy(p):
+                await ops.note("page-remove-wait-busy",
+                               {"page": repr(p), "sbusy": p.busy.xowner is None})
+                if await vm_page_busy_sleep(p, "vmopar", 0):
+                    await rw_wlock(obj.lock)
+                break
+            await vm_object_page_remove_one(obj, p, options)
+        else:
+            break
+    await vm_object_pip_wakeup(obj)
+
+
+async def vm_object_page_remove_one(obj: VmObject, p: VmPage, options: int) -> None:
+    """The body of vm_object_page_remove's loop for one xbusied page."""
+    mapped = not options & OBJPR_NOTMAPPED and await ops.racy_load(obj, "ref_count") != 0
+    # Nobody can start wiring p: that needs its busy or this object's lock, both ours;
+    # an unwire may race, and only sends us down the (harmless) wired path.
+    wired = await ops.racy_load(p, "wire_count") != 0
+    if not wired and options & OBJPR_CLEANONLY and p.valid:
+        if mapped:
+            # vm_page_try_remove_write: no store can dirty p after this.
+            await pmap_remove_write(obj.vm, p)
+        if p.dirty:
+            await vm_page_xunbusy(p)
+            return
+    if not wired:
+        if mapped:
+            await pmap_remove_all(obj.vm, p)       # vm_page_try_remove_all
+        await ops.note("page-remove", {"object": repr(obj), "pindex": p.pindex})
+        await vm_page_free(p)
+        return
+    # wired:
+    if mapped:
+        await pmap_remove_all(obj.vm, p)
+    if not options & OBJPR_CLEANONLY:
+        vm_page_invalid(p)
+        vm_page_undirty(p)
+        await ops.note("page-invalidate", {"object": repr(obj), "pindex": p.pindex})
+    await vm_page_xunbusy(p)
+
+
+async def vm_object_sync(obj: VmObject | None, offset: int, size: int,
+                         invalidate: bool) -> bool:
+    """vm_object_sync: find the object at the bottom of obj's chain (the one with
+    backing store), hand over hand down the chain, and with `invalidate` remove its
+    clean pages of the range if it is a vnode object (OBJPR_CLEANONLY, as msync(2)
+    without vfs.msync_flush_flags' old behaviour).  Flushing dirty pages to the file
+    is not modelled: a dirty page stays resident.  `offset` and `size` in pages."""
+    if obj is None:
+        return True
+    await rw_wlock(obj.lock)
+    while (backing := obj.backing_object) is not None:
+        await rw_wlock(backing.lock)
+        offset += obj.backing_object_offset
+        await rw_unlock(obj.lock)
+        obj = backing
+        if obj.size < offset + size:
+            size = max(obj.size - offset, 0)
+    if obj.type == OBJT_VNODE and invalidate:
+        await vm_object_page_remove(obj, offset, offset + size, OBJPR_CLEANONLY)
+    await rw_unlock(obj.lock)
+    return True

@@ -211,6 +211,23 @@ def vm_page_valid(m: VmPage) -> None:
     m.valid = True
 
 
+def vm_page_invalid(m: VmPage) -> None:
+    """vm_page_invalid: valid -> invalid needs the object write lock and the busy, and
+    the page must be unmapped first (a mapping of an invalid page breaks P3).  So while
+    a thread holds the object lock, even read-locked, a valid page stays valid."""
+    vm_page_assert_busied(m)
+    assert m.object is not None
+    lock_assert(m.object.lock, "x")
+    kassert(not m.pv_list, f"vm_page_invalid: {m} is mapped at {m.pv_list}")
+    m.valid = False
+
+
+def vm_page_undirty(m: VmPage) -> None:
+    """vm_page_undirty: the busy holder forgets the page's modifications."""
+    vm_page_assert_busied(m)
+    m.dirty = False
+
+
 def vm_page_dirty(m: VmPage) -> None:
     """vm_page_dirty / vm_page_set_dirty: an atomic swap of the dirty bits
     (vm_page_bits_swap), since soft_fast dirties a page it has not busied and user

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
+from faultline.report.fit import Col, FitTable
 from faultline.sim.simulate import SimPoint
 from faultline.sim.usl import fit_usl
 
@@ -39,44 +40,45 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def sweep_table(points: Sequence[SimPoint]) -> Table:
-    """One row per (curve, CPU count)."""
+def sweep_table(points: Sequence[SimPoint]) -> FitTable:
+    """One row per (curve, CPU count); on a narrow terminal the shares of waiting go
+    first, then efficiency and speedup."""
     unit = points[0].unit if points else "op"
-    t = Table(title=f"{points[0].config.workload if points else ''}: {unit}s per simulated "
-                    f"second", title_justify="left")
-    for col, just in (("curve", "left"), ("CPUs", "right"), (f"{unit}s/s", "right"),
-                      ("speedup", "right"), ("efficiency", "right"), ("off-CPU", "right"),
-                      ("of it vmpfw", "right"), ("spinning", "right"),
-                      ("most lock wait", "left")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    cols = [Col("curve"), Col("CPUs", justify="right"), Col(f"{unit}s/s", justify="right"),
+            Col("speedup", drop=5, justify="right"), Col("efficiency", drop=4, justify="right"),
+            Col("off-CPU", drop=3, justify="right"), Col("of it vmpfw", drop=1, justify="right"),
+            Col("spinning", drop=2, justify="right"), Col("most lock wait", wrap=True)]
+    rows = []
     for key, curve in series_of(points).items():
         base = next((p.throughput for p in curve if p.config.cpus == 1), None)
         for p in curve:
             speed = p.throughput / base if base else None
-            t.add_row(Text(key), str(p.config.cpus), f"{p.throughput:,.0f}",
-                      "-" if speed is None else f"{speed:.2f}",
-                      "-" if speed is None else _pct(speed / p.config.cpus),
-                      _pct(sum(p.offcpu_share.values())),
-                      _pct(p.offcpu_share.get("vmpfw", 0.0)),
-                      _pct(sum(p.spin_share.values())),
-                      Text(p.top_lock or "-"))
-    return t
+            rows.append([key, str(p.config.cpus), f"{p.throughput:,.0f}",
+                         "-" if speed is None else f"{speed:.2f}",
+                         "-" if speed is None else _pct(speed / p.config.cpus),
+                         _pct(sum(p.offcpu_share.values())),
+                         _pct(p.offcpu_share.get("vmpfw", 0.0)),
+                         _pct(sum(p.spin_share.values())), p.top_lock or "-"])
+    return FitTable(cols, rows, title=f"{points[0].config.workload if points else ''}: "
+                                      f"{unit}s per simulated second", title_justify="left")
 
 
-def lock_table(p: SimPoint, top: int = 8) -> Table:
-    """The lock profile of one point, most wait first (lock_profiling's columns)."""
+def lock_table(p: SimPoint, top: int = 8) -> FitTable:
+    """The lock profile of one point, most wait first (lock_profiling's columns); on a
+    narrow terminal the maximum wait goes first, then the counts."""
     c = p.config
     total = sum(r["wait_ns"] for r in p.lock_profile) or 1
-    t = Table(title=f"lock profile: {c.workload} {c.policy} pv={c.pv_locks} at {c.cpus} "
-                    f"CPUs", title_justify="left")
-    for col in ("lock class", "acquisitions", "contended", "total wait (us)",
-                "max wait (us)", "share of wait"):
-        t.add_column(col, justify="left" if col == "lock class" else "right")
-    for r in p.lock_profile[:top]:
-        t.add_row(Text(r["class"]), f"{r['acquisitions']:,}", f"{r['contended']:,}",
-                  f"{r['wait_ns'] / 1000:,.1f}", f"{r['max_wait_ns'] / 1000:,.1f}",
-                  _pct(r["wait_ns"] / total))
-    return t
+    cols = [Col("lock class", wrap=True), Col("acquisitions", drop=3, justify="right"),
+            Col("contended", drop=2, justify="right"),
+            Col("total wait (us)", justify="right"),
+            Col("max wait (us)", drop=1, justify="right"),
+            Col("share of wait", justify="right")]
+    rows = [[r["class"], f"{r['acquisitions']:,}", f"{r['contended']:,}",
+             f"{r['wait_ns'] / 1000:,.1f}", f"{r['max_wait_ns'] / 1000:,.1f}",
+             _pct(r["wait_ns"] / total)] for r in p.lock_profile[:top]]
+    return FitTable(cols, rows, title=f"lock profile: {c.workload} {c.policy} "
+                                      f"pv={c.pv_locks} at {c.cpus} CPUs",
+                    title_justify="left")
 
 
 def usl_table(points: Sequence[SimPoint]) -> Table | None:

@@ -1,9 +1,11 @@
 """Tables for humans: the catalog, one scenario in full, and check results.
 
-What lives here: `first_sentence`, `catalog_table` (`faultline scenarios`), `scenario_view`
-(`faultline show`: files, images, processes with their mappings and setup, threads side
-by side, bound and expectations), `scenario_json`, `results_table` and `total_line`
-(`faultline check`).
+What lives here: `first_sentence`, `catalog_table` (`faultline scenarios`: one line per
+scenario) and `catalog_long` (`--long`: with descriptions), `scenario_view` (`faultline
+show`: files, images, processes with their mappings and setup, threads side by side,
+bound and expectations), `scenario_json`, `results_table` and `total_line` (`faultline
+check`).  Wide tables are `report.fit.FitTable`s: they fit the terminal by dropping
+figures, never by cutting a name or a verdict.
 
 Rule kept: pure presentation of `scenario.spec` data and `check.explore` results; every
 user-supplied string goes into a `rich.text.Text`, never through markup, so a
@@ -18,15 +20,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
 from faultline.check.explore import ScenarioResult
+from faultline.report.fit import Col, FitTable
+from faultline.report.words import plural
 from faultline.scenario.spec import PAGE_SIZE, MappingSpec, ProcessSpec, Scenario
 
 __all__ = [
+    "catalog_long",
     "catalog_table",
     "first_sentence",
     "is_expected",
@@ -58,18 +64,52 @@ def scenario_json(s: Scenario) -> dict[str, Any]:
             "path": s.source}
 
 
-def catalog_table(scenarios: Sequence[Scenario]) -> Table:
-    """name | description (first sentence) | probes | expect."""
-    table = Table(title="faultline scenarios", header_style="bold")
-    table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("description", ratio=3)
-    table.add_column("probes", ratio=1)
-    table.add_column("expect", no_wrap=True)
+def _bound(s: Scenario) -> str:
+    """The preemption bound `s` states for DPOR: K, none (every interleaving), or -."""
+    if s.bound is None:
+        return "-"
+    return "none" if s.bound.preemptions is None else str(s.bound.preemptions)
+
+
+def _expected_policies(scenarios: Sequence[Scenario]) -> list[str]:
+    """The policies any scenario states a verdict for: xbusy, sbusy, then the rest."""
+    stated = {p for s in scenarios for p in s.expect}
+    first = [p for p in ("xbusy", "sbusy") if p in stated]
+    return first + sorted(stated - set(first))
+
+
+def _verdict_cell(verdict: str | None) -> Text:
+    return Text(verdict or "-", style="bold red" if verdict == "violation" else "")
+
+
+def catalog_table(scenarios: Sequence[Scenario]) -> FitTable:
+    """One line per scenario: name | threads | DPOR bound | expected verdict per policy."""
+    policies = _expected_policies(scenarios)
+    cols = [Col("name", style="bold"), Col("threads", drop=1, wrap=True),
+            Col("bound", drop=2), *(Col(p) for p in policies)]
+    rows = [[s.name, " ".join(t.name for t in s.threads), _bound(s),
+             *(_verdict_cell(s.expect.get(p)) for p in policies)] for s in scenarios]
+    return FitTable(cols, rows, title="faultline scenarios", header_style="bold",
+                    caption="bound: the preemption bound the scenario states for DPOR "
+                            "(none: every interleaving); xbusy, sbusy: the expected "
+                            "verdicts. --long adds descriptions; faultline show NAME shows "
+                            "one.",
+                    caption_justify="left")
+
+
+def catalog_long(scenarios: Sequence[Scenario]) -> RenderableType:
+    """`scenarios --long`: each scenario's line, then its whole description and probes."""
+    parts: list[RenderableType] = []
     for s in scenarios:
-        expect = " ".join(f"{p}={v}" for p, v in sorted(s.expect.items()))
-        table.add_row(Text(s.name), Text(first_sentence(s.description)),
-                      Text(", ".join(s.probes)), Text(expect))
-    return table
+        expect = ", ".join(f"{p} {v}" for p, v in sorted(s.expect.items())) or "none stated"
+        head = Text(s.name, style="bold")
+        head.append(f"  threads {' '.join(t.name for t in s.threads)}; bound {_bound(s)}; "
+                    f"expect {expect}")
+        body = Text(" ".join(s.description.split()))
+        if s.probes:
+            body.append(f"\nprobes: {', '.join(s.probes)}", style="dim")
+        parts += [head, Padding(body, (0, 0, 1, 4))]
+    return Group(*parts)
 
 
 # ---------------------------------------------------------------- one scenario
@@ -103,7 +143,7 @@ def _threads_table(s: Scenario) -> Table:
     table = Table(title="threads (run concurrently)", header_style="bold")
     table.add_column("#", justify="right", style="dim")
     for t in s.threads:
-        table.add_column(Text(f"{t.name} ({t.process})"))
+        table.add_column(Text(f"{t.name} ({t.process})"), overflow="fold")
     for i in range(max((len(t.ops) for t in s.threads), default=0)):
         cells = [Text(str(t.ops[i])) if i < len(t.ops) else Text("") for t in s.threads]
         table.add_row(str(i + 1), *cells)
@@ -112,8 +152,8 @@ def _threads_table(s: Scenario) -> Table:
 
 def _files_table(s: Scenario) -> Table:
     table = Table(title="files and images", header_style="bold")
-    table.add_column("name")
-    table.add_column("contents")
+    table.add_column("name", overflow="fold")
+    table.add_column("contents", overflow="fold")
     for f in s.files:
         table.add_row(Text(f.name), Text(f"pages {list(f.pages)}"))
     for img in s.images:
@@ -131,7 +171,7 @@ def _footer(s: Scenario) -> Text:
              f"vm: free pages {free}, prefault {'on' if s.vm.prefault else 'off'}"]
     if s.bound is not None:
         pre = s.bound.preemptions
-        bound = "none (every interleaving)" if pre is None else f"{pre} preemption(s)"
+        bound = "none (every interleaving)" if pre is None else plural(pre, "preemption")
         lines.append(f"DPOR bound: {bound}. {' '.join(s.bound.reason.split())}")
     lines.append(f"source: {s.source}")
     return Text("\n".join(lines))
@@ -172,16 +212,18 @@ def _rate(executions: int, seconds: float) -> str:
     return f"{executions / seconds:,.0f}" if seconds > 0 else "-"
 
 
-def results_table(results: Sequence[ScenarioResult]) -> Table:
-    """One row per scenario: verdict, expectation and throughput."""
-    table = Table(header_style="bold")
+def results_table(results: Sequence[ScenarioResult]) -> FitTable:
+    """One row per scenario: verdict, expectation and throughput.  On a narrow terminal
+    the figures go first (executions/s, steps, seconds, executions), then `explored`;
+    scenario, policy, verdict and expected always stay whole."""
     systematic = any(r.strategy == "dpor" for r in results)
-    for name in ("scenario", "policy", "verdict", "expected"):
-        table.add_column(name, no_wrap=True)
+    cols = [Col("scenario"), Col("policy"), Col("verdict"), Col("expected", wrap=True)]
     if systematic:
-        table.add_column("explored", no_wrap=True)
-    for name in ("executions", "steps", "seconds", "executions/s"):
-        table.add_column(name, justify="right", no_wrap=True)
+        cols.append(Col("explored", drop=5, wrap=True))
+    cols += [Col("executions", drop=4, justify="right"), Col("steps", drop=2, justify="right"),
+             Col("seconds", drop=3, justify="right"),
+             Col("executions/s", drop=1, justify="right")]
+    rows = []
     for r in results:
         vstyle = "green" if r.verdict == "pass" else "bold red"
         exp = Text(r.expected or "-", style="" if is_expected(r) else "bold red")
@@ -190,10 +232,10 @@ def results_table(results: Sequence[ScenarioResult]) -> Table:
         elif not is_expected(r):
             exp.append(" (differs)")
         extra = [explored(r)] if systematic else []
-        table.add_row(Text(r.scenario), r.policy, Text(r.verdict, style=vstyle), exp,
-                      *extra, f"{r.executions:,}", f"{r.steps:,}", f"{r.seconds:.2f}",
-                      _rate(r.executions, r.seconds))
-    return table
+        rows.append([r.scenario, r.policy, Text(r.verdict, style=vstyle), exp, *extra,
+                     f"{r.executions:,}", f"{r.steps:,}", f"{r.seconds:.2f}",
+                     _rate(r.executions, r.seconds)])
+    return FitTable(cols, rows, header_style="bold")
 
 
 def explored(r: ScenarioResult) -> str:
@@ -205,14 +247,14 @@ def explored(r: ScenarioResult) -> str:
     if not r.exhaustive:
         return "capped (not exhaustive)"
     k = r.preemption_bound
-    bound = "" if k is None else f", <= {k} preemption{'' if k == 1 else 's'}"
+    bound = "" if k is None else f", <= {plural(k, 'preemption')}"
     if r.bound_reason is not None:
         bound += " (stated)"
-    blocked = f", {r.sleep_blocked} sleep-blocked" if r.sleep_blocked else ""
+    blocked = f", {r.sleep_blocked:,} sleep-blocked" if r.sleep_blocked else ""
     if r.cache_hits:
-        blocked += f", {r.cache_hits} cut at cached states"
+        blocked += f", {r.cache_hits:,} cut at cached states"
     if r.subtrees:
-        blocked += f", {r.subtrees} subtrees"
+        blocked += f", {plural(r.subtrees, 'subtree')}"
     return f"every trace{bound}{blocked}"
 
 
@@ -220,8 +262,8 @@ def total_line(results: Sequence[ScenarioResult], wall: float) -> str:
     """`total: N scenarios, E executions, S steps, W s wall, R executions/s`."""
     execs = sum(r.executions for r in results)
     steps = sum(r.steps for r in results)
-    return (f"total: {len(results)} scenarios, {execs:,} executions, {steps:,} steps, "
-            f"{wall:.2f} s wall, {_rate(execs, wall)} executions/s")
+    return (f"total: {plural(len(results), 'scenario')}, {plural(execs, 'execution')}, "
+            f"{plural(steps, 'step')}, {wall:.2f} s wall, {_rate(execs, wall)} executions/s")
 
 
 def coverage_table(scenarios: Sequence[Scenario], results: Sequence[ScenarioResult]) -> Table:

@@ -32,6 +32,7 @@ from rich.text import Text
 
 from faultline import __version__
 from faultline.kern import freebsd_name
+from faultline.report.words import plural
 from faultline.rt.trace import Event, RunRecord, schedule_from_str
 
 __all__ = [
@@ -77,7 +78,7 @@ def run_description(record: RunRecord, command: str = "replay") -> list[str]:
     lines = [
         f"faultline {command}: scenario={record.scenario} policy={record.policy} "
         f"strategy={record.strategy} seed={seed}{opts}",
-        f"  schedule ({steps if steps is not None else '?'} steps): "
+        f"  schedule ({'? steps' if steps is None else plural(steps, 'step')}): "
         + _short_schedule(record.schedule),
     ]
     if record.scenario_path:
@@ -88,10 +89,11 @@ def run_description(record: RunRecord, command: str = "replay") -> list[str]:
 
 
 def render_run_description(record: RunRecord, console: Console,
-                           command: str = "replay") -> None:
-    """Print `run_description(record)`."""
+                           command: str = "replay", *, wrap: bool = False) -> None:
+    """Print `run_description(record)`: each line whole (a log), or with `wrap`
+    wrapped at the console's width (a terminal)."""
     for line in run_description(record, command):
-        console.print(Text(line), soft_wrap=True)
+        console.print(Text(line), soft_wrap=not wrap)
 
 
 # ---------------------------------------------------------------- cells
@@ -205,7 +207,7 @@ def _fold_setup(rows: list[_Row], end: int) -> list[_Row]:
         return rows
     steps = sum(r.steps for r in head)
     summary = _Row(f"1-{end}", steps=steps, style="dim")
-    summary.add(SETUP_THREAD, [Text(f"setup: {steps} steps (sequential)", style="italic"),
+    summary.add(SETUP_THREAD, [Text(f"setup: {plural(steps, 'step')} (sequential)", style="italic"),
                                Text("  --full shows them", style="dim")])
     return [summary, *rows[len(head):]]
 
@@ -216,7 +218,7 @@ def _elide(rows: list[_Row], head: int, tail: int) -> list[_Row]:
         return rows
     gone = rows[head:-tail]
     mark = _Row("...", steps=0, style="dim")
-    mark.add("", [Text(f"... {sum(r.steps for r in gone)} steps elided ...",
+    mark.add("", [Text(f"... {plural(sum(r.steps for r in gone), 'step')} elided ...",
                        style="italic")])
     return [*rows[:head], mark, *rows[-tail:]]
 
@@ -283,8 +285,9 @@ def render_outcome(console: Console, events: Sequence[Event],
 def render_counterexample(console: Console, record: RunRecord, events: Sequence[Event],
                           replay_hint: str, *, full: bool = False,
                           processes: dict[str, str] | None = None,
-                          command: str = "replay") -> None:
-    """A recorded run in full: its description, then `render_outcome` of its violation."""
-    render_run_description(record, console, command)
+                          command: str = "replay", wrap: bool = False) -> None:
+    """A recorded run in full: its description (`wrap`: see render_run_description),
+    then `render_outcome` of its violation."""
+    render_run_description(record, console, command, wrap=wrap)
     render_outcome(console, events, record.violation, replay_hint=replay_hint, full=full,
                    processes=processes)

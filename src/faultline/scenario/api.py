@@ -19,6 +19,8 @@ from collections.abc import Iterable
 
 from faultline.scenario.loader import parse_op, validate
 from faultline.scenario.spec import (
+    BoundSpec,
+    CheckSpec,
     FileSpec,
     ImageSpec,
     MappingSpec,
@@ -41,12 +43,14 @@ def scenario(name: str, description: str, *, files: Iterable[FileSpec] = (),
              images: Iterable[ImageSpec] = (), processes: Iterable[ProcessSpec] = (),
              threads: Iterable[ThreadSpec] = (), step_bound: int = 20_000,
              expect: dict[str, str] | None = None, probes: Iterable[str] = (),
+             bound: BoundSpec | None = None, check: CheckSpec | None = None,
              source: str = "<python>") -> Scenario:
-    """Build a Scenario and validate it (raises ScenarioError like the TOML loader)."""
+    """Build a Scenario and validate it (raises ScenarioError like the TOML loader;
+    `loader.check_addresses`, which files also pass, is left to the caller)."""
     s = Scenario(name=name, description=description, files=tuple(files),
                  images=tuple(images), processes=tuple(processes), threads=tuple(threads),
                  step_bound=step_bound, expect=dict(expect or {}), probes=tuple(probes),
-                 source=source)
+                 bound=bound, check=check or CheckSpec(), source=source)
     validate(s)
     return s
 

@@ -3,8 +3,11 @@
 What lives here: `ScenarioError` (a one-line, CLI-ready error naming file, key and what was
 expected), `parse_op` for the op mini-language documented in `scenario.spec`, the TOML
 schema reader (`load_text`, `load_path`), the catalog helpers (`catalog_dir`,
-`catalog_names`, `load_scenario`, `load_catalog`) and `validate`, the value and
-cross-reference checks shared by TOML-loaded and Python-built scenarios.
+`catalog_names`, `load_scenario`, `load_catalog`), `validate`, the value and
+cross-reference checks shared by TOML-loaded and Python-built scenarios, and
+`check_addresses` (files only) with `with_fault_marks`, for the `fault` mark.  The op
+language's syntax is `spec.OPS`; parsing follows it, so a new op needs only its line
+there (and a rule here for a new kind of value).
 
 Rule kept: this module only turns text into `scenario.spec` dataclasses and rejects bad
 input with `ScenarioError`.  Do not add runtime or VM-model behaviour, printing, exit
@@ -14,45 +17,55 @@ defaults here (they live in `scenario.spec`).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import os
 import re
 import reprlib
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, NoReturn, TypeGuard, TypeVar, cast
+from typing import Any, Generic, NamedTuple, NoReturn, TypeGuard, TypeVar, cast
 
 from faultline.scenario.spec import (
     INHERITS,
+    KEYWORD_FIELDS,
     LIMITS,
     OP_NAMES,
+    OPS,
     PAGE_SIZE,
+    PARAM_FIELDS,
     PROTS,
     BoundSpec,
+    CheckSpec,
+    Choice,
     FileSpec,
     ImageSpec,
     MappingSpec,
+    Node,
     Op,
     ProcessSpec,
     Scenario,
     SegmentSpec,
     ThreadSpec,
     VmSpec,
+    op_grammar,
 )
 
 __all__ = [
     "ScenarioError",
     "catalog_dir",
     "catalog_names",
+    "check_addresses",
     "load_catalog",
     "load_path",
     "load_scenario",
     "load_text",
     "parse_op",
     "validate",
+    "with_fault_marks",
 ]
 
 T = TypeVar("T")
@@ -63,7 +76,7 @@ _SHARES: tuple[str, ...] = ("private", "shared")
 
 _TOP_KEYS = (
     "name", "description", "step_bound", "probes", "expect", "bound", "file", "image",
-    "process", "thread", "vm",
+    "process", "thread", "vm", "check",
 )
 _BOUND_KEYS = ("preemptions", "reason")
 _FILE_KEYS = ("name", "pages")
@@ -73,6 +86,7 @@ _PROCESS_KEYS = ("name", "parent", "image", "setup", "map")
 _MAP_KEYS = ("addr", "pages", "prot", "share", "file", "offset", "inherit", "init")
 _THREAD_KEYS = ("name", "process", "ops")
 _VM_KEYS = ("free_pages", "prefault")
+_CHECK_KEYS = ("end_invariants",)
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _SCENARIO_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -248,33 +262,36 @@ def _seq(value: object, loc: _Loc, rule: _Rule[T], noun: str, min_len: int = 0,
 # ---------------------------------------------------------------------------------------
 # The op mini-language
 
-_SYNTAX: dict[str, tuple[str, ...]] = {
-    "read": ("ADDR",),
-    "write": ("ADDR", "VALUE"),
-    "fork": ("CHILD",),
-    "exit": (),
-    "exec": ("IMAGE",),
-    "munmap": ("ADDR", "PAGES"),
-    "mprotect": ("ADDR", "PAGES", "PROT"),
-    "minherit": ("ADDR", "PAGES", "INH"),
-    "mlock": ("ADDR", "PAGES"),
-    "munlock": ("ADDR", "PAGES"),
-    "pageout": ("ADDR",),
-    "post": ("EVENT",),
-    "wait": ("EVENT",),
+_INT_PARAMS = frozenset({"ADDR", "VALUE", "PAGES", "OFFSET", "SIZE"})
+_PARAMS: dict[str, _Rule[Any]] = {
+    "ADDR": _ADDR, "VALUE": _INT, "PAGES": _PAGES, "PROT": _PROT, "INH": _INHERIT,
+    "CHILD": _IDENT, "IMAGE": _IDENT, "EVENT": _IDENT, "FILE": _IDENT, "OFFSET": _OFFSET,
+    "SIZE": _int_rule(0, LIMITS.pages, why="files hold at most "
+                      f"{LIMITS.pages} pages"),
 }
-_RANGE_OPS = frozenset({"munmap", "mprotect", "minherit", "mlock", "munlock"})
-_INT_PARAMS = frozenset({"ADDR", "VALUE", "PAGES"})
-_PARAMS: dict[str, tuple[str, _Rule[Any]]] = {
-    "ADDR": ("addr", _ADDR),
-    "VALUE": ("value", _INT),
-    "PAGES": ("pages", _PAGES),
-    "PROT": ("prot", _PROT),
-    "INH": ("inherit", _INHERIT),
-    "CHILD": ("target", _IDENT),
-    "IMAGE": ("target", _IDENT),
-    "EVENT": ("target", _IDENT),
-}
+
+
+def _words(seq: tuple[Node, ...]) -> set[str]:
+    """Every word of a syntax, inside choices too."""
+    out: set[str] = set()
+    for node in seq:
+        if isinstance(node, Choice):
+            for alt in node.alternatives:
+                out |= _words(alt)
+        else:
+            out.add(node)
+    return out
+
+
+# Ops on a range of whole pages (ADDR aligned, the range below the user top), and the
+# accesses, the ops offering the `fault` mark (their address must be mapped at some time).
+_RANGE_OPS = frozenset(n for n in OPS if {"ADDR", "PAGES"} <= _words(op_grammar(n)))
+_ACCESS_OPS = frozenset(n for n in OPS if "fault" in _words(op_grammar(n)))
+
+
+def _syntax(name: str) -> str:
+    """Op `name`'s syntax, quoted as errors show it: 'write ADDR VALUE [fault]'."""
+    return "'" + " ".join(w for w in (name, OPS[name].syntax) if w) + "'"
 
 
 def _int_text(text: str) -> int | None:
@@ -287,11 +304,30 @@ def _int_text(text: str) -> int | None:
         return None
 
 
-def _param(op: str, param: str) -> tuple[str, _Rule[Any]]:
-    """The Op field an op parameter fills and the rule its value obeys."""
+def _param(op: str, param: str) -> _Rule[Any]:
+    """The rule an op's value word obeys."""
     if param == "ADDR" and op in _RANGE_OPS:
-        return "addr", _PAGE_ADDR
+        return _PAGE_ADDR
     return _PARAMS[param]
+
+
+_Bound = tuple[tuple[str, str], ...]    # (syntax word, op word) pairs, in order
+
+
+def _match(seq: tuple[Node, ...], args: list[str], i: int,
+           bound: _Bound) -> Iterator[tuple[int, _Bound]]:
+    """Every way `args[i:]` starts with `seq`: (where it ends, the words bound),
+    optional parts present before absent."""
+    if not seq:
+        yield i, bound
+        return
+    head, rest = seq[0], seq[1:]
+    if isinstance(head, Choice):
+        for alt in head.alternatives:
+            yield from _match(alt + rest, args, i, bound)
+        yield from _match(rest, args, i, bound)
+    elif i < len(args) and (head.isupper() or args[i] == head):
+        yield from _match(rest, args, i + 1, (*bound, (head, args[i])))
 
 
 def parse_op(text: str, where_file: str, key: str) -> Op:
@@ -301,20 +337,25 @@ def parse_op(text: str, where_file: str, key: str) -> Op:
     """
     loc = _Loc(where_file, key)
     words = text.split() if isinstance(text, str) else []
-    if not words or words[0] not in _SYNTAX:
+    if not words or words[0] not in OPS:
         loc.fail("an op, one of: " + ", ".join(OP_NAMES), text)
     name, args = words[0], words[1:]
-    params = _SYNTAX[name]
-    syntax = "'" + " ".join((name, *params)) + "'"
-    if len(args) != len(params):
+    syntax = _syntax(name)
+    bound = next((b for end, b in _match(op_grammar(name), args, 0, ()) if end == len(args)),
+                 None)
+    if bound is None:
         loc.fail(syntax, text)
     fields: dict[str, Any] = {}
-    for param, arg in zip(params, args):
-        field_name, rule = _param(name, param)
-        value = _int_text(arg) if param in _INT_PARAMS else arg
-        if not rule.accepts(value):
-            loc.fail(f"{syntax} with {param} {rule.expected}", text)
-        fields[field_name] = value
+    for word, arg in bound:
+        if word.isupper():
+            rule = _param(name, word)
+            value = _int_text(arg) if word in _INT_PARAMS else arg
+            if not rule.accepts(value):
+                loc.fail(f"{syntax} with {word} {rule.expected}", text)
+            fields[PARAM_FIELDS[word]] = value
+        elif word in KEYWORD_FIELDS:
+            field_name, value = KEYWORD_FIELDS[word]
+            fields[field_name] = value
     if name in _RANGE_OPS and fields["addr"] + fields["pages"] * PAGE_SIZE > LIMITS.user_top:
         loc.fail(f"{syntax} with a range ending at or below {LIMITS.user_top:#x} ({_USER})",
                  text)
@@ -482,6 +523,14 @@ def _read_vm(doc: dict[str, object], root: _Loc) -> VmSpec:
     return VmSpec(**_optional(tbl, loc, {"free_pages": _FREE_PAGES, "prefault": _BOOL}))
 
 
+def _read_check(doc: dict[str, object], root: _Loc) -> CheckSpec:
+    if "check" not in doc:
+        return CheckSpec()
+    loc = root.at("check")
+    tbl = _table(doc["check"], loc, _CHECK_KEYS)
+    return CheckSpec(**_optional(tbl, loc, {"end_invariants": _BOOL}))
+
+
 def _read_scenario(doc: dict[str, object], root: _Loc) -> Scenario:
     tbl = _table(doc, root, _TOP_KEYS)
     return Scenario(
@@ -492,6 +541,7 @@ def _read_scenario(doc: dict[str, object], root: _Loc) -> Scenario:
         expect=_read_expect(tbl, root),
         bound=_read_bound(tbl, root),
         vm=_read_vm(tbl, root),
+        check=_read_check(tbl, root),
         files=_read_all(tbl, "file", root, "file", _read_file, LIMITS.files),
         images=_read_all(tbl, "image", root, "image", _read_image, LIMITS.images),
         processes=_read_all(tbl, "process", root, "process", _read_process, LIMITS.processes),
@@ -511,11 +561,13 @@ def _parse_toml(text: str, source: str) -> dict[str, object]:
 
 def load_text(text: str, source: str) -> Scenario:
     """Parse and validate a scenario from TOML `text`; `source` names it in errors.
+    A file's accesses also pass `check_addresses`.
 
     Raises ScenarioError (key `<toml>` for TOML syntax errors) on any problem.
     """
     scenario = _read_scenario(_parse_toml(text, source), _Loc(source))
     validate(scenario)
+    check_addresses(scenario)
     return scenario
 
 
@@ -580,9 +632,12 @@ def validate(s: Scenario) -> None:
 
     Checks unique names, file/image/process references, file ranges, non-overlapping maps,
     parent chains, that each child is forked exactly once by its parent, exec targets,
-    that every waited event is posted, and the limits of `spec.LIMITS`.  Errors name
-    `s.source` and TOML-style keys (`process[1].map[0].addr`), so Python-built scenarios
-    get the same messages.
+    that every waited event is posted, that every waited child is ours and exits, that
+    a run-time mmap maps a file range that exists and nothing its process may already
+    hold, and the limits of `spec.LIMITS`.  Errors name `s.source` and TOML-style keys
+    (`process[1].map[0].addr`), so Python-built scenarios get the same messages.
+    (`check_addresses`, which files also pass, is separate: generated scenarios touch
+    unmapped addresses on purpose without saying so.)
     """
     root = _Loc(s.source)
     _check_header(s, root)
@@ -590,8 +645,9 @@ def validate(s: Scenario) -> None:
     images = _check_images(s.images, root.at("image"), pages_of)
     procs = _check_processes(s.processes, root.at("process"), pages_of, images)
     _check_threads(s.threads, root.at("thread"), procs)
-    _check_ops(s, root, procs, images)
+    _check_ops(s, root, procs, images, pages_of)
     _check_total_pages(s, root)
+    _check_mmaps(s, root)
 
 
 def _check_total_pages(s: Scenario, root: _Loc) -> None:
@@ -599,10 +655,11 @@ def _check_total_pages(s: Scenario, root: _Loc) -> None:
     total = sum(len(f.pages) for f in s.files)
     total += sum(m.pages for p in s.processes for m in p.mappings)
     total += sum(seg.pages for image in s.images for seg in image.segments)
+    total += sum(site.op.pages or 0 for site in _op_sites(s, root) if site.op.name == "mmap")
     if total > LIMITS.total_pages:
         _Loc(root.file, "<all pages>").fail(f"at most {LIMITS.total_pages:,} pages in all "
-                                            "files, maps and segments (a scenario limit)",
-                                            f"{total:,} pages")
+                                            "files, maps, mmaps and segments (a scenario "
+                                            "limit)", f"{total:,} pages")
 
 
 def _check_header(s: Scenario, root: _Loc) -> None:
@@ -613,6 +670,9 @@ def _check_header(s: Scenario, root: _Loc) -> None:
     if s.vm.free_pages is not None:
         _FREE_PAGES.check(s.vm.free_pages, root.at("vm").at("free_pages"))
     _BOOL.check(s.vm.prefault, root.at("vm").at("prefault"))
+    if not isinstance(s.check, CheckSpec):
+        root.at("check").fail("a CheckSpec (a [check] table)", s.check)
+    _BOOL.check(s.check.end_invariants, root.at("check").at("end_invariants"))
     _STEP_BOUND.check(s.step_bound, root.at("step_bound"))
     _seq(s.probes, root.at("probes"), _STRING, "strings", max_len=LIMITS.probes)
     if s.bound is not None:
@@ -743,8 +803,6 @@ def _check_child_process(p: ProcessSpec, loc: _Loc, procs: dict[str, ProcessSpec
     forked = f"in a process with a parent (it starts as a fork of {parent!r})"
     if p.mappings:
         loc.at("map").fail(f"no map {forked}")
-    if p.setup:
-        loc.at("setup").fail(f"no setup {forked}")
     if p.image is not None:
         loc.at("image").fail(f"no image {forked}", p.image)
 
@@ -790,7 +848,13 @@ def _check_threads(threads: Sequence[ThreadSpec], loc: _Loc,
             at.fail("the name of a [[process]]", t.process)
 
 
-_Site = tuple[_Loc, str, Op]  # where an op is, the process running it, the op
+class _Site(NamedTuple):
+    """Where an op is, the process running it, the op, and whether it is in a setup."""
+
+    loc: _Loc
+    owner: str
+    op: Op
+    setup: bool
 
 
 def _op_sites(s: Scenario, root: _Loc) -> list[_Site]:
@@ -799,11 +863,11 @@ def _op_sites(s: Scenario, root: _Loc) -> list[_Site]:
     for i, p in enumerate(s.processes):
         at = root.at("process").item(i).at("setup")
         _check_count(len(p.setup), LIMITS.ops, at, "ops")
-        sites += [(at.item(j), p.name, op) for j, op in enumerate(p.setup)]
+        sites += [_Site(at.item(j), p.name, op, True) for j, op in enumerate(p.setup)]
     for i, t in enumerate(s.threads):
         at = root.at("thread").item(i).at("ops")
         _check_count(len(t.ops), LIMITS.ops, at, "ops")
-        sites += [(at.item(j), t.process, op) for j, op in enumerate(t.ops)]
+        sites += [_Site(at.item(j), t.process, op, False) for j, op in enumerate(t.ops)]
     return sites
 
 
@@ -817,33 +881,246 @@ def _check_op_form(op: object, loc: _Loc) -> None:
         loc.fail("an Op whose addr is an integer", op)
     if parse_op(text, loc.file, loc.key) != op:
         loc.fail("an Op with only the fields its name takes", op)
+    # The mark is not part of the Op's identity, so the test above cannot see it.
+    if op.fault is not False and (op.fault is not True or "fault" not in text.split()):
+        accesses = ", ".join(sorted(_ACCESS_OPS))
+        loc.fail(f"an Op whose fault is False, or True on an access ({accesses}) "
+                 "whose syntax can say it", op)
 
 
-def _check_fork(op: Op, loc: _Loc, owner: str, procs: dict[str, ProcessSpec],
-                forks: dict[str, _Loc]) -> None:
-    child = procs.get(str(op.target))
+@dataclass(slots=True)
+class _Refs:
+    """What ops refer to: processes, images, file sizes, posted events, the processes
+    with an `exit` op, and where each child is forked (filled in as forks are checked)."""
+
+    procs: dict[str, ProcessSpec]
+    images: set[str]
+    pages_of: dict[str, int]
+    posted: set[str | None]
+    exiting: set[str]
+    forks: dict[str, _Loc]
+
+
+def _check_fork(site: _Site, refs: _Refs) -> None:
+    loc, owner, op = site.loc, site.owner, site.op
+    child = refs.procs.get(str(op.target))
     if child is None or child.parent != owner:
         loc.fail(f"'fork CHILD' with CHILD a [[process]] whose parent is {owner!r}", str(op))
-    if child.name in forks:
-        loc.fail(f"one fork of {child.name!r} ({forks[child.name].key} forks it)", str(op))
-    forks[child.name] = loc
+    if child.name in refs.forks:
+        loc.fail(f"one fork of {child.name!r} ({refs.forks[child.name].key} forks it)",
+                 str(op))
+    refs.forks[child.name] = loc
 
 
-def _check_ops(s: Scenario, root: _Loc, procs: dict[str, ProcessSpec],
-               images: set[str]) -> None:
+def _check_exec(site: _Site, refs: _Refs) -> None:
+    if site.op.target not in refs.images:
+        site.loc.fail("'exec IMAGE' with IMAGE the name of an [[image]]", str(site.op))
+
+
+def _check_wait(site: _Site, refs: _Refs) -> None:
+    if site.op.target not in refs.posted:
+        site.loc.fail(f"'wait EVENT' with a 'post {site.op.target}' somewhere", str(site.op))
+
+
+def _check_waitpid(site: _Site, refs: _Refs) -> None:
+    loc, owner, op = site.loc, site.owner, site.op
+    child = refs.procs.get(str(op.target))
+    if child is None or child.parent != owner:
+        loc.fail(f"'waitpid CHILD' with CHILD a [[process]] whose parent is {owner!r}",
+                 str(op))
+    if site.setup:
+        loc.fail("'waitpid CHILD' in a thread's ops, not in a setup (a setup runs before "
+                 "the child's threads start)", str(op))
+    if child.name not in refs.exiting:
+        loc.fail(f"'waitpid CHILD' with an 'exit' op in a thread or the setup of "
+                 f"{child.name!r} (a process exits only by exit)", str(op))
+
+
+def _check_mmap(site: _Site, refs: _Refs) -> None:
+    # What [[process.map]] checks of a file range (the syntax has checked the rest).
+    op = site.op
+    if op.file is None:
+        return
+    size = refs.pages_of.get(op.file)
+    if size is None:
+        site.loc.fail(f"{_syntax('mmap')} with FILE the name of a [[file]]", str(op))
+    if _int_or(op.offset) + _int_or(op.pages) > size:
+        site.loc.fail(f"{_syntax('mmap')} with OFFSET + PAGES at most {size} (file "
+                      f"{op.file!r} has {size} pages)", str(op))
+
+
+def _check_file_op(site: _Site, refs: _Refs) -> None:
+    # truncate and pwrite: FILE names a [[file]], SIZE or OFFSET lies within it.
+    op = site.op
+    size = refs.pages_of.get(str(op.file))
+    if size is None:
+        site.loc.fail(f"{_syntax(op.name)} with FILE the name of a [[file]]", str(op))
+    if op.name == "truncate" and _int_or(op.pages) > size:
+        site.loc.fail(f"{_syntax(op.name)} with SIZE at most {size} (file {op.file!r} "
+                      f"has {size} pages; files only shrink)", str(op))
+    if op.name == "pwrite" and _int_or(op.offset) >= size:
+        site.loc.fail(f"{_syntax(op.name)} with OFFSET below {size} (file {op.file!r} "
+                      f"has {size} pages)", str(op))
+
+
+def _int_or(value: int | None, default: int = 0) -> int:
+    return default if value is None else value
+
+
+# Cross-reference checks by op name (the syntax has checked each op's own values).
+_OP_CHECKS: dict[str, Callable[[_Site, _Refs], None]] = {
+    "fork": _check_fork, "exec": _check_exec, "wait": _check_wait,
+    "waitpid": _check_waitpid, "mmap": _check_mmap, "truncate": _check_file_op,
+    "pwrite": _check_file_op,
+}
+
+
+def _check_ops(s: Scenario, root: _Loc, procs: dict[str, ProcessSpec], images: set[str],
+               pages_of: dict[str, int]) -> None:
     sites = _op_sites(s, root)
-    for loc, _, op in sites:
-        _check_op_form(op, loc)
-    posted = {op.target for _, _, op in sites if op.name == "post"}
-    forks: dict[str, _Loc] = {}
-    for loc, owner, op in sites:
-        if op.name == "fork":
-            _check_fork(op, loc, owner, procs, forks)
-        elif op.name == "exec" and op.target not in images:
-            loc.fail("'exec IMAGE' with IMAGE the name of an [[image]]", str(op))
-        elif op.name == "wait" and op.target not in posted:
-            loc.fail(f"'wait EVENT' with a 'post {op.target}' somewhere", str(op))
+    for site in sites:
+        _check_op_form(site.op, site.loc)
+    refs = _Refs(procs, images, pages_of,
+                 posted={site.op.target for site in sites if site.op.name == "post"},
+                 exiting={site.owner for site in sites if site.op.name == "exit"}, forks={})
+    for site in sites:
+        check = _OP_CHECKS.get(site.op.name)
+        if check is not None:
+            check(site, refs)
     for i, p in enumerate(s.processes):
-        if p.parent is not None and p.name not in forks:
+        if p.parent is not None and p.name not in refs.forks:
             at = root.at("process").item(i).at("parent")
             at.fail(f"a 'fork {p.name}' op in a thread or the setup of {p.parent!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# What a process may map: run-time mmaps, and the addresses accesses name
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """Addresses [start, end) a mapping may cover, and where it comes from (a key)."""
+
+    start: int
+    end: int
+    what: str
+
+    def meets(self, start: int, end: int) -> bool:
+        return self.start < end and start < self.end
+
+
+def _own_ranges(s: Scenario, root: _Loc) -> dict[str, list[_Range]]:
+    """Per process, the ranges it maps itself: its maps, its image and the images it
+    execs, and its run-time mmaps."""
+    own: dict[str, list[_Range]] = {p.name: [] for p in s.processes}
+    index = {image.name: k for k, image in enumerate(s.images)}
+
+    def image(proc: str, name: str | None) -> None:
+        k = index[str(name)]
+        own[proc] += [_Range(g.addr, g.addr + g.pages * PAGE_SIZE, f"image[{k}].segment[{j}]")
+                      for j, g in enumerate(s.images[k].segments)]
+
+    for i, p in enumerate(s.processes):
+        own[p.name] += [_Range(m.addr, m.addr + m.pages * PAGE_SIZE, f"process[{i}].map[{j}]")
+                        for j, m in enumerate(p.mappings)]
+        if p.image is not None:
+            image(p.name, p.image)
+    for site in _op_sites(s, root):
+        op = site.op
+        if op.name == "exec":
+            image(site.owner, op.target)
+        elif op.name == "mmap":
+            addr = _int_or(op.addr)
+            own[site.owner].append(_Range(addr, addr + _int_or(op.pages) * PAGE_SIZE,
+                                          site.loc.key))
+    return own
+
+
+def _ranges_ever(s: Scenario, root: _Loc) -> dict[str, list[_Range]]:
+    """Per process, every range a mapping of it may cover at some time: its own, and
+    whatever its ancestors may hold, which it may inherit at fork (over-approximated:
+    the loader cannot tell what is mapped when)."""
+    own = _own_ranges(s, root)
+    parent = {p.name: p.parent for p in s.processes}
+    out: dict[str, list[_Range]] = {}
+    for name in own:
+        chain: list[_Range] = []
+        proc: str | None = name
+        while proc is not None:
+            chain += own[proc]
+            proc = parent[proc]
+        out[name] = chain
+    return out
+
+
+def _check_mmaps(s: Scenario, root: _Loc) -> None:
+    """A run-time mmap maps nothing its process may already hold: the model's mmap is
+    neither MAP_FIXED's replacement nor a search for free space."""
+    ranges = _ranges_ever(s, root)
+    for site in _op_sites(s, root):
+        op = site.op
+        if op.name != "mmap":
+            continue
+        start = _int_or(op.addr)
+        end = start + _int_or(op.pages) * PAGE_SIZE
+        for r in ranges[site.owner]:
+            if r.what != site.loc.key and r.meets(start, end):
+                site.loc.fail(f"{_syntax('mmap')} with a range disjoint from every range "
+                              f"process {site.owner!r} may hold ({r.what} maps "
+                              f"{_span_of(r)})", str(op))
+
+
+def _span_of(r: _Range) -> str:
+    return f"[{r.start:#x}, {r.end:#x})"
+
+
+def _accesses(s: Scenario, root: _Loc) -> Iterator[tuple[_Site, _Range | None]]:
+    """Every access (an op offering the `fault` mark) and a range of its process that
+    its pages meet at some time (None: none ever does)."""
+    ranges = _ranges_ever(s, root)
+    for site in _op_sites(s, root):
+        op = site.op
+        if op.name in _ACCESS_OPS:
+            start = _int_or(op.addr) - _int_or(op.addr) % PAGE_SIZE
+            end = start + _int_or(op.pages, 1) * PAGE_SIZE
+            yield site, next((r for r in ranges.get(site.owner, []) if r.meets(start, end)),
+                             None)
+
+
+def check_addresses(s: Scenario) -> None:
+    """Raise ScenarioError naming the first access of valid scenario `s` whose address
+    no mapping of its process ever covers and that is not marked `fault` (a typo'd
+    address would be a silent "must fault" check), or that is marked although a
+    mapping covers it.
+
+    A range op (mlock, munlock) needs one of its pages covered.  Files are checked
+    (load_text); validate() does not check it, since generated scenarios touch
+    unmapped addresses on purpose without marking them (to_toml marks them)."""
+    for site, hit in _accesses(s, _Loc(s.source)):
+        op = site.op
+        if hit is None and not op.fault:
+            site.loc.fail(f"an address that a mapping of process {site.owner!r} covers at "
+                          "some time (its maps, images and mmaps, or what it inherits), or "
+                          f"the mark `fault` ({_syntax(op.name)}) if the access must fault "
+                          "there", str(op))
+        if hit is not None and op.fault:
+            site.loc.fail(f"`fault` only where no mapping of process {site.owner!r} ever "
+                          f"covers the address ({hit.what} maps {_span_of(hit)}; the memory "
+                          "oracle decides whether an access there must fault)", str(op))
+
+
+def with_fault_marks(s: Scenario) -> Scenario:
+    """`s` with exactly the accesses `check_addresses` wants marked marked `fault`:
+    equal to `s` (the mark is not part of an op's identity), and what `to_toml` writes
+    so that a Python-built scenario touching unmapped addresses loads from its file."""
+    marks = {site.loc.key: hit is None for site, hit in _accesses(s, _Loc(s.source))}
+
+    def marked(at: str, ops: tuple[Op, ...]) -> tuple[Op, ...]:
+        return tuple(dataclasses.replace(op, fault=marks.get(f"{at}[{j}]", False))
+                     for j, op in enumerate(ops))
+
+    processes = tuple(dataclasses.replace(p, setup=marked(f"process[{i}].setup", p.setup))
+                      for i, p in enumerate(s.processes))
+    threads = tuple(dataclasses.replace(t, ops=marked(f"thread[{i}].ops", t.ops))
+                    for i, t in enumerate(s.threads))
+    return dataclasses.replace(s, processes=processes, threads=threads)

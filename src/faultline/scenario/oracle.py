@@ -15,6 +15,11 @@ value the file had then.  A fork makes a copy-inherited page copy-on-write on bo
 sides, over the cell as it was when the fork's walk copied the entry (so a shared
 mapping inherited by copy stops sharing, in the parent too, as vm_map_copy_entry
 makes it); accesses to a range whose munmap/mprotect is in progress may go either way.
+A truncation takes the file's pages past its new end away from every mapping that
+has not copied them (an access must then fault; while it runs, either); a pwrite sets a
+file cell as a shared store would.  A read may also state the value it must see
+(`read ADDR expect VALUE`): a mismatch is a violation of kind "expect", reported the
+same way.
 Rule kept: the oracle never looks at kernel state to decide, only to explain.
 Must not be added: structural invariants (check.judging.invariants).
 """
@@ -39,6 +44,8 @@ class Cell:
 
     label: str
     values: set[int]
+    gone: bool = False        # a file page past the end after a truncation
+    flux: int = 0             # truncations in progress that may remove it
 
 
 @dataclass(eq=False)
@@ -85,7 +92,8 @@ class ForkWindow:
 
 
 class MemoryOracle(Hooks):
-    """Checks every user access against the abstract memory; raises Violation("memory").
+    """Checks every user access against the abstract memory; raises Violation("memory")
+    (or "expect", for a read that did not see the value its op states).
 
     Address-space changes take effect at the kernel's notes made under the map lock
     (mmap, map-delete, map-protect, map-inherit, fork-locked), so a fork sees them in
@@ -164,6 +172,34 @@ class MemoryOracle(Hooks):
                 if cw.cell is slot.cell and cw.values:
                     slot.frozen = (slot.frozen or set()) | cw.values
         self.procs[d["child"]] = w.child
+
+    def on_truncate_begin(self, d: dict[str, Any]) -> None:
+        """Until truncate returns, a page past the new end may be reached or not."""
+        for cell in self.files[d["file"]][d["pages"]:]:
+            cell.flux += 1
+
+    def on_truncate_end(self, d: dict[str, Any]) -> None:
+        """truncate returned: the file's pages past the end are gone for every mapping
+        that has not copied them (a private copy is the process's own)."""
+        for cell in self.files[d["file"]][d["pages"]:]:
+            cell.flux -= 1
+            cell.gone = True
+
+    def on_file_write(self, d: dict[str, Any]) -> None:
+        """pwrite stored into the file: shared mappings, and private ones not yet
+        copied, see the value from now on."""
+        cell = self.files[d["file"]][d["pindex"]]
+        if cell.gone and not cell.flux:
+            raise Violation("memory", f"pwrite to {cell.label} succeeded past the end "
+                            "of the file")
+        self._store(Slot(cell), d["value"])
+
+    def on_file_write_failed(self, d: dict[str, Any]) -> None:
+        """pwrite failed: only right past the end of the file."""
+        cell = self.files[d["file"]][d["pindex"]]
+        if not cell.gone and not cell.flux:
+            raise Violation("memory", f"pwrite to {cell.label} failed with {d['error']} "
+                            "although the page is within the file")
 
     def on_exit(self, d: dict[str, Any]) -> None:
         """The process is gone."""
@@ -263,8 +299,9 @@ class MemoryOracle(Hooks):
         verb = "write" if write else "read"
         if write:
             self._close_copy(proc, page)
+        eof = slot is not None and (slot.cell.gone or slot.cell.flux > 0)
         if value is None:
-            if permitted and not flux:
+            if permitted and not flux and not eof:
                 self._fail(proc, va, f"{proc} {verb} {va:#x} failed with {d.get('error')} "
                            f"although {va:#x} is mapped {_prot_name(ap.prot[page])}")
             return
@@ -276,10 +313,35 @@ class MemoryOracle(Hooks):
             if slot is None:
                 return
         assert slot is not None
-        if write:
+        if slot.cell.gone and not slot.cell.flux:
+            self._past_eof(proc, va, slot, write, value)
+        elif write:
             self._store(slot, value)
         else:
             self._load(proc, va, slot, value)
+
+    def _past_eof(self, proc: str, va: int, slot: Slot, write: bool, value: int) -> None:
+        # Only a private copy made before the truncation can still be reached.
+        copied = set(slot.frozen or ())
+        for cw in self.copying.get((proc, va & ~(PAGE - 1)), ()):
+            if cw.cell is slot.cell:
+                copied |= cw.values
+        if not (slot.cow and copied and (write or value in copied)):
+            verb = "write" if write else "read"
+            self._fail(proc, va, f"{proc} {verb} {va:#x} succeeded although "
+                       f"{slot.cell.label} is past the end of the truncated file: a "
+                       "stale mapping survived the truncation")
+        slot.cell, slot.cow, slot.frozen = Cell(slot.cell.label + "'", {value}), False, None
+
+    def on_read_expect(self, d: dict[str, Any]) -> None:
+        """A read that states the value it must see (`read ADDR expect VALUE`): the
+        scenario's claim, checked after the POSIX one above (a fault is a mismatch)."""
+        seen, expected = d["seen"], d["expected"]
+        if seen != expected:
+            what = "faulted" if seen is None else f"-> {seen}"
+            self._fail(d["proc"], d["va"], f"thread {d['thread']}: {d['proc']} read "
+                       f"{d['va']:#x} {what}, expected {expected} (the scenario's expect)",
+                       kind="expect")
 
     def _load(self, proc: str, va: int, slot: Slot, value: int) -> None:
         # A COW slot may read its file's cell, or a copy frozen by a fault that did not
@@ -315,10 +377,10 @@ class MemoryOracle(Hooks):
         else:
             slot.cell.values = {value}
 
-    def _fail(self, proc: str, va: int, msg: str) -> None:
+    def _fail(self, proc: str, va: int, msg: str, kind: str = "memory") -> None:
         if self.explain is not None:
             msg += ": " + self.explain(proc, va)
-        raise Violation("memory", msg)
+        raise Violation(kind, msg)
 
 
 def _copy(values: set[int] | None) -> set[int] | None:

@@ -5,14 +5,17 @@ What lives here: the writer and its TOML string quoting.  It exists so that a sc
 built in Python (a generated one that failed, say) can be saved as a file and replayed
 with `faultline check FILE` or `faultline replay --scenario FILE`.  Rule kept: only
 what `scenario.spec` holds is written, every value in the form the loader reads, and
-defaults are left out where the loader restores them.  Must not be added: validation
-(the loader's) or reading TOML.
+defaults are left out where the loader restores them; an access no mapping ever
+covers is written with its `fault` mark (`loader.with_fault_marks`), which a file needs
+and a Python-built scenario may lack.  Must not be added: validation (the loader's) or
+reading TOML.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from faultline.scenario.loader import with_fault_marks
 from faultline.scenario.spec import MappingSpec, Op, ProcessSpec, Scenario, SegmentSpec
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
@@ -80,6 +83,7 @@ def _process(p: ProcessSpec) -> list[str]:
 
 def to_toml(s: Scenario) -> str:
     """The scenario as a TOML document the loader reads back to an equal Scenario."""
+    s = with_fault_marks(s)
     lines = [f"name = {toml_str(s.name)}", f"description = {toml_str(s.description)}",
              f"step_bound = {s.step_bound}"]
     if s.probes:
@@ -94,6 +98,8 @@ def to_toml(s: Scenario) -> str:
             lines.append(f"free_pages = {s.vm.free_pages}")
         if not s.vm.prefault:
             lines.append("prefault = false")
+    if s.check.end_invariants:
+        lines += ["", "[check]", "end_invariants = true"]
     if s.expect:
         lines += ["", "[expect]"] + [f"{policy} = {toml_str(verdict)}"
                                      for policy, verdict in s.expect.items()]

@@ -89,6 +89,9 @@ NOT_EXPRESSIBLE: dict[str, str] = {
     "cow-chases-chain": (
         "it renames a page two objects below first_object; the Promela model's chain "
         "has two objects"),
+    "sbusy-no-valid-recheck": (
+        "its re-check matters only if a page can turn invalid, and the Promela model "
+        "has no truncation or msync: no page ever does"),
 }
 
 

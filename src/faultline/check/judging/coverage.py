@@ -26,6 +26,8 @@ def labels_of(note: Note) -> list[str]:
         out.append(f"{kind}-backing")
     elif kind == "shadow" and d and d.get("shared"):
         out.append("shadow-shared")
+    elif kind == "page-remove-wait-busy" and d and d.get("sbusy"):
+        out.append("page-remove-wait-sbusy")
     elif kind == "pmap-enter" and d and d.get("writable"):
         out.append("pmap-enter-writable")
     return out

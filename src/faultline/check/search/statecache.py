@@ -15,7 +15,8 @@ What the digest covers:
   * the model, reached from those frames and from the structure checker: every object,
     page, map, entry, pmap, pv list, process, lock, busy word and blockcount;
   * the observers whose state decides later verdicts: the memory oracle's expected
-    values, fork windows and in-flux ranges; the lock-order graph's edges.  Coverage
+    values (file pages past a truncation included), fork and copy windows and in-flux
+    ranges; the lock-order graph's edges.  Coverage
     labels decide no verdict and are left out; so are the oracle's access count and
     the wording of witness edges (messages, not verdicts).  Any other observer either
     says what of its state matters (a `cache_state()` method returning it) or makes
@@ -420,6 +421,7 @@ def _encode(ex: Execution, extra: Any, skip: tuple[Any, ...] = ()) -> list[Any]:
             enc.value(o.procs)
             enc.value(o.forks)
             enc.value(o.in_flux)
+            enc.value(o.copying)        # open copy windows widen what a read may see
         elif type(o) is Witness:
             enc.out.append(("witness", tuple(sorted(o.edges))))
         else:
