@@ -434,8 +434,9 @@ def test_ctrl_c_checkpoints_and_the_resumed_run_reaches_the_same_totals(
         pytest.skip("the run ended before Ctrl-C reached it")
     assert p.returncode == 130, err
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith(
-        f"faultline: interrupted: checkpoint saved in {state}")
+    last = err.strip().splitlines()[-1]          # what was done, then where it is saved
+    assert last.startswith("faultline: interrupted: ") and \
+        " runs in " in last and f"; checkpoint saved in {state}; " in last
     doc = checkpoint.read(state)
     assert doc["finished"] is None
     resumed, err = cli("check", "--resume", str(state), "--json", "--jobs", jobs

@@ -29,6 +29,7 @@ from faultline.check.judging.invariants import StructureChecker, explain_va
 from faultline.check.judging.racedetect import RaceDetector
 from faultline.check.running import interrupt
 from faultline.check.search import dpor
+from faultline.check.search.gauge import Gauge
 from faultline.check.search.shrink import Budget, Shrunk, attempt
 from faultline.check.search.shrink import shrink as shrink_schedule
 from faultline.check.search.strategies import PctStrategy, RandomStrategy, ReplayStrategy, run_seed
@@ -97,8 +98,8 @@ class CheckConfig:
     state: str | None = None       # DPOR: checkpoint file (--state)
     resume: dict[str, Any] | None = None   # DPOR: a loaded checkpoint (--resume)
     # DPOR with --state: seconds between checkpoints (FAULTLINE_CHECKPOINT_SECONDS,
-    # default 30); one is also written as the exploration starts, as each bound ends,
-    # and when it stops for any reason.
+    # default 30; the first after FIRST_CHECKPOINT_SECONDS at most); one is also written
+    # as the exploration starts, as each bound ends, and when it stops for any reason.
     checkpoint_seconds: float = field(
         default_factory=_env_number("FAULTLINE_CHECKPOINT_SECONDS", 30.0, 0.0))
     race_detect: bool = False      # check the locking discipline (--race-detect)
@@ -253,16 +254,20 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
             progress(1)
         return ex
 
+    gauges: list[Gauge] = []            # one per bound: each is its own tree
+
     def between(nodes: list[dpor.Node], res: dpor.DporResult, prefix_len: int) -> None:
         ck.fold(runs)
         ck.maybe_save(nodes, res, prefix_len)
         if status is not None:
-            status(dpor_status(scenario.name, res))
+            gauges[-1].add(res.runs(), res.explored_share, res.pending)
+            status(dpor_status(scenario.name, res, gauges[-1].total()))
     total = ck.total
     traces: set[int] = set()
     with ck.interruptible():
         for k in range(ck.start, len(bounds)):
             ck.bound_index = k
+            gauges.append(Gauge())
             r = dpor.explore(make, bound=bounds[k], max_executions=cfg.max_executions,
                              optimal=cfg.dpor == "optimal", between=between,
                              resume=ck.resume_point() if k == ck.start else None,
@@ -320,12 +325,20 @@ def stateful_dpor(cfg: CheckConfig, bounds: list[int | None]) -> CheckConfig:
     return dataclasses.replace(cfg, cache_states=cache)
 
 
-def dpor_status(name: str, res: dpor.DporResult) -> str:
-    """One line on a DPOR run in progress: executions, distinct traces, the estimated
-    share of the tree explored and its estimated size."""
-    bound = "" if res.preemption_bound is None else f" (<= {res.preemption_bound} preemptions)"
-    return (f"{name}{bound}: {res.executions:,} executions, {len(res.trace_keys):,} distinct "
-            f"traces, ~{res.explored_share:.0%} of an estimated {res.estimate():,}")
+def dpor_status(name: str, res: dpor.DporResult,
+                total: tuple[int, int] | None = None) -> str:
+    """One line on a DPOR run in progress: distinct traces, executions (and the runs
+    cut short), and the tree's size in runs if check.search.gauge can tell (`total`),
+    with the share explored; else that it is not known yet."""
+    k = res.preemption_bound
+    bound = "" if k is None else f" (<= {k} preemption{'' if k == 1 else 's'})"
+    short = res.sleep_blocked + res.cache_hits
+    runs = res.runs()
+    size = "tree size unknown yet" if total is None else (
+        f"tree {total[0]:,}-{total[1]:,} runs, {min(1, runs / total[1]):.0%}-"
+        f"{min(1, runs / total[0]):.0%} done")
+    return (f"{name}{bound}: {len(res.trace_keys):,} distinct traces, {res.executions:,} "
+            f"executions{f' (+{short:,} cut short)' if short else ''}; {size}")
 
 
 # The bound of a scenario that states none: unbounded DPOR may run for hours without a
@@ -430,12 +443,13 @@ class _Checkpointer:
         self.coverage: dict[str, int] = {}
         self.start = self.bound_index = 0
         self.current: dict[str, Any] | None = None
-        self.last = time.monotonic()
+        self.due = time.monotonic() + first_checkpoint(cfg)
         if cfg.resume is not None:
             self._load(cfg.resume)
         if cfg.state:
             # At once: the file exists (and its path is known to work) from the start.
             self._save(self.start, self.current)
+            self.due = time.monotonic() + first_checkpoint(cfg)
 
     def _load(self, doc: dict[str, Any]) -> None:
         from faultline.check.running.checkpoint import check_belongs
@@ -480,7 +494,7 @@ class _Checkpointer:
         if not self.cfg.state:
             return
         stop = interrupt.requested()
-        if stop or time.monotonic() - self.last >= self.cfg.checkpoint_seconds:
+        if stop or time.monotonic() >= self.due:
             from faultline.check.running.checkpoint import dump_path
             self._save(self.bound_index, {"nodes": dump_path(nodes), "prefix_len": prefix,
                                           "executions": res.executions,
@@ -514,7 +528,17 @@ class _Checkpointer:
             "totals": {"executions": done.executions, "sleep_blocked": done.sleep_blocked,
                        "steps": done.steps, "cache_hits": done.cache_hits},
             "current": current, "finished": finished})
-        self.last = time.monotonic()
+        self.due = time.monotonic() + self.cfg.checkpoint_seconds
+
+
+# The first checkpoint that holds work comes this soon (or at the interval, if that is
+# shorter), so that a run killed early loses little; then every checkpoint_seconds.
+FIRST_CHECKPOINT_SECONDS = 10.0
+
+
+def first_checkpoint(cfg: CheckConfig) -> float:
+    """Seconds from the start to the first checkpoint that holds work."""
+    return min(cfg.checkpoint_seconds, FIRST_CHECKPOINT_SECONDS)
 
 
 def _resume_hint(state: str | None) -> str:
@@ -641,9 +665,12 @@ def replay(scenario: Scenario, record: RunRecord, every_step: bool = True) -> Ru
                     race_detect=bool(record.options.get("race_detect", False)))
 
 
-def counterexample_dot(scenario: Scenario, record: RunRecord, every_step: bool = True) -> str:
-    """The happens-before graph (DOT) of a recorded run, re-run with footprints."""
-    from faultline.check.judging.hbgraph import FootprintRecorder, hb_dot
+def counterexample_dot(scenario: Scenario, record: RunRecord, every_step: bool = True,
+                       full: bool = False) -> str:
+    """The happens-before graph (DOT) of a recorded run, re-run with footprints: the
+    window of the violation (hbgraph.DOT_WINDOW steps, setup elided), or with `full`
+    every step."""
+    from faultline.check.judging.hbgraph import DOT_WINDOW, FootprintRecorder, hb_dot
     from faultline.rt.trace import schedule_from_str
     fp = FootprintRecorder()
     npv = int(record.options.get("npv_locks", 8))
@@ -652,7 +679,8 @@ def counterexample_dot(scenario: Scenario, record: RunRecord, every_step: bool =
                    race_detect=bool(record.options.get("race_detect", False)))
     v = res.outcome.violation
     return hb_dot(fp.steps, f"{scenario.name} under {record.policy}",
-                  f"{v.kind}: {v.message}" if v is not None else "")
+                  f"{v.kind}: {v.message}" if v is not None else "",
+                  window=None if full else DOT_WINDOW, setup_end=fp.setup_end)
 
 
 __all__ = ["DEFAULT_PREEMPTIONS", "CheckConfig", "NotModelled", "RunResult", "ScenarioResult",

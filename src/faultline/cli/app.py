@@ -32,11 +32,21 @@ from rich.console import Console
 from faultline import __version__
 from faultline.check import explore
 from faultline.check.explore import CheckConfig, RunResult, ScenarioResult
-from faultline.check.running import checkpoint, files
+from faultline.check.judging.anatomy import dissect
+from faultline.check.running import checkpoint, files, interrupt
 from faultline.check.running.parallel import STRATEGIES, check_many
 from faultline.check.running.ray_backend import RayError
 from faultline.check.search import portfolio
-from faultline.cli import counterexample, mutants_cmd, sim_cmd, spin_cmd, usage
+from faultline.check.search.align import replay_under
+from faultline.cli import (
+    counterexample,
+    mutants_cmd,
+    report_cmd,
+    sim_cmd,
+    spin_cmd,
+    tour_cmd,
+    usage,
+)
 from faultline.cli.common import (
     _CORES,
     EXIT_OK,
@@ -67,7 +77,13 @@ from faultline.report.trace_view import (
     render_run_description,
 )
 from faultline.report.words import plural
-from faultline.rt.trace import MAX_SCHEDULE_STEPS, RunRecord, ScheduleTooLong, schedule_from_str
+from faultline.rt.trace import (
+    MAX_SCHEDULE_STEPS,
+    RunRecord,
+    ScheduleTooLong,
+    schedule_from_str,
+    schedule_to_str,
+)
 from faultline.scenario import loader
 from faultline.scenario.loader import ScenarioError
 from faultline.scenario.spec import Scenario
@@ -247,28 +263,68 @@ def _run_checks(chosen: Sequence[Scenario], cfg: CheckConfig, show_progress: boo
                 jobs: int = 1, ray: str | None = None
                 ) -> tuple[list[ScenarioResult], float]:
     """Check each scenario, in order (on `jobs` worker processes, or on Ray at `ray`:
-    "local" or a cluster address); also the wall time."""
+    "local" or a cluster address); also the wall time.  Ctrl-C: interrupt.Stopped,
+    with the results finished before it."""
     t0 = time.perf_counter()
     dpor = cfg.strategy == "dpor"
-    bar = _LazyProgress(None if dpor else cfg.runs * len(chosen), show_progress)
-    results: list[ScenarioResult] = []
-    inline = jobs <= 1 and ray is None
+    # DPOR counts runs: complete executions and those cut short (sleep-blocked, cached).
+    bar = _LazyProgress(None if dpor else cfg.runs * len(chosen), show_progress,
+                        unit="runs" if dpor else "executions")
+    done: dict[int, ScenarioResult] = {}
+
+    def finished(i: int, r: ScenarioResult) -> None:
+        done[i] = r
+        bar.describe(_doing(chosen, len(done)))
+        if not dpor:
+            bar.reach(len(done) * cfg.runs)
+    bar.describe(_doing(chosen, 0))
     try:
-        if not inline:
-            bar.describe("all scenarios")
-            results = check_many(chosen, cfg, jobs, progress=bar.advance, use_ray=ray is not None,
-                                 ray_address=None if ray == "local" else ray)
-        for i, s in enumerate(chosen if inline else ()):
-            bar.describe(s.name)
-            results.extend(check_many([s], cfg, 1, progress=bar.advance,
-                                      status=bar.status if dpor else None))
-            if not dpor:
-                bar.reach((i + 1) * cfg.runs)
+        results = check_many(chosen, cfg, jobs, progress=bar.advance, use_ray=ray is not None,
+                             ray_address=None if ray == "local" else ray,
+                             status=bar.status if dpor else None, units=bar.unit_status,
+                             finished=finished)
     except RayError as e:
         raise BadInput(str(e)) from None
+    except KeyboardInterrupt as e:
+        bar.close()
+        kept = [done[i] for i in sorted(done)]
+        raise interrupt.Stopped(_stopped_line(e, cfg, bar, len(kept), len(chosen)), kept,
+                                time.perf_counter() - t0) from None
     finally:
         bar.close()
     return results, time.perf_counter() - t0
+
+
+def _doing(chosen: Sequence[Scenario], done: int) -> str:
+    """The progress bar's name for the work: the scenario, or how many are done."""
+    return chosen[0].name if len(chosen) == 1 else f"{done} of {len(chosen)} scenarios done"
+
+
+def _stopped_line(e: KeyboardInterrupt, cfg: CheckConfig, bar: _LazyProgress, kept: int,
+                  chosen: int) -> str:
+    """What an interrupted check did, and where its checkpoint is (if any)."""
+    what = f"{kept} of {chosen} scenarios finished, " if chosen > 1 else ""
+    if isinstance(e, interrupt.Interrupted):
+        where = str(e)
+    elif cfg.state is not None:         # a second Ctrl-C, or one while shrinking
+        where = (f"the last checkpoint is in {cfg.state}; faultline check --resume "
+                 f"{cfg.state} continues")
+    else:
+        where = "no checkpoint" + (" (--state FILE keeps one)" if cfg.strategy == "dpor"
+                                   and chosen == 1 else "")
+    return f"{what}{bar.summary()}; {where}"
+
+
+def _show_stopped(out: Console, cfg: CheckConfig, stopped: interrupt.Stopped,
+                  json_out: bool) -> None:
+    """The results an interrupted check finished (--json: all of them, marked so)."""
+    if json_out:
+        doc = _check_json(cfg, stopped.finished)
+        if doc["verdict"] == "pass":            # of the finished ones: not a verdict
+            doc["verdict"] = "interrupted"
+        _emit_json({**doc, "interrupted": True})
+    elif stopped.finished:
+        _report_check(out, stopped.finished, stopped.seconds)
 
 
 def _counterexample(r: ScenarioResult, cfg: CheckConfig) -> RunRecord:
@@ -348,7 +404,7 @@ def check(
     ] = "optimal",
     preemptions: Annotated[str | None, typer.Option(
         help="DPOR preemption bound: K, A..B for iterative deepening, or none "
-             "(default: the bound the scenario file states with its reason, else none).")
+             "(default: the bound the scenario file states with its reason, else 2).")
     ] = None,
     max_executions: Annotated[int | None, typer.Option(
         min=1, help="DPOR: stop after this many executions (the result is then not "
@@ -361,13 +417,17 @@ def check(
     trace_out: Annotated[Path | None, typer.Option(
         "--trace-out", help="Save the first counterexample to this file.")] = None,
     dot: Annotated[Path | None, typer.Option(
-        "--dot", help="Write the counterexample's happens-before graph (Graphviz DOT).")
+        "--dot", help="Write the happens-before graph of the counterexample's window "
+                      "(its last steps after the setup; Graphviz DOT).")
     ] = None,
+    dot_full: Annotated[bool, typer.Option(
+        "--dot-full", help="--dot draws every step, the setup included.")] = False,
     every_step: Annotated[bool, typer.Option(
         "--step-invariants/--end-invariants",
         help="Check structural invariants after every step, or only at the end.")] = True,
     full: Annotated[bool, typer.Option(
-        "--full", help="Show the whole counterexample, setup included.")] = False,
+        "--full", help="Show every step of the counterexample, setup included (default: "
+                       "the window of the violation and the state at it).")] = False,
     coverage: Annotated[bool, typer.Option(
         "--coverage", help="Also show which model paths each scenario reached.")] = False,
     jobs: Annotated[int, typer.Option(
@@ -380,9 +440,10 @@ def check(
              "ray://HOST:10001). Results do not depend on it. Needs "
              "pip install 'faultline[ray]'.")] = None,
     state: Annotated[Path | None, typer.Option(
-        "--state", help="DPOR: checkpoint the exploration to this file (every 30 s and "
-                        "at each bound; FAULTLINE_CHECKPOINT_SECONDS changes it). A split "
-                        "exploration (--jobs > 1) is checkpointed as its subtrees merge.")
+        "--state", help="DPOR: checkpoint the exploration to this file (10 s in, then "
+                        "every 30 s, and at each bound; FAULTLINE_CHECKPOINT_SECONDS changes "
+                        "the interval). A split exploration (--jobs > 1) is checkpointed as "
+                        "its subtrees merge or pause.")
     ] = None,
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="DPOR: continue the exploration saved in this checkpoint (its "
@@ -458,10 +519,14 @@ def check(
                  ("--trace-out", trace_out, files.COUNTEREXAMPLE), ("--dot", dot, files.DOT))
         if not json_out:
             _say(out, _check_header(cfg, chosen, preemptions, everything))
-        results, wall = _run_checks(chosen, cfg, show_progress=not json_out, jobs=jobs,
-                                    ray=ray)
+        try:
+            results, wall = _run_checks(chosen, cfg, show_progress=not json_out, jobs=jobs,
+                                        ray=ray)
+        except interrupt.Stopped as stopped:
+            _show_stopped(out, cfg, stopped, json_out)
+            raise
         _after_check(out, chosen, results, wall, cfg, json_out, trace_out, full, force)
-        _write_dot(dot, chosen, results, cfg, out, json_out, force)
+        _write_dot(dot, chosen, results, cfg, out, json_out, force, dot_full)
         if coverage and not json_out:
             out.print(coverage_table(chosen, results))
     raise typer.Exit(_exit_status(results))
@@ -542,9 +607,11 @@ def _from_checkpoint(path: Path, cfg: CheckConfig, jobs: int
 
 
 def _write_dot(path: Path | None, chosen: Sequence[Scenario], results: list[ScenarioResult],
-               cfg: CheckConfig, out: Console, quiet: bool, force: bool) -> None:
-    """--dot: the first counterexample's happens-before graph, headed by files.DOT_HEADER
-    (so that a later --dot knows the file for ours)."""
+               cfg: CheckConfig, out: Console, quiet: bool, force: bool,
+               full: bool = False) -> None:
+    """--dot: the first counterexample's happens-before graph (its window, or with
+    `full` every step), headed by files.DOT_HEADER (so that a later --dot knows the
+    file for ours)."""
     if path is None:
         return
     first = next((i for i, r in enumerate(results) if r.verdict == "violation"), None)
@@ -553,7 +620,7 @@ def _write_dot(path: Path | None, chosen: Sequence[Scenario], results: list[Scen
             _say(out, f"no violation: no graph written to {path}")
         return
     record = _counterexample(results[first], cfg)
-    graph = explore.counterexample_dot(chosen[first], record, cfg.every_step)
+    graph = explore.counterexample_dot(chosen[first], record, cfg.every_step, full=full)
     files.write_text(path, f"{files.DOT_HEADER}\n{graph}", files.DOT, force)
     if not quiet:
         _say(out, f"happens-before graph written to {path} (render: dot -Tsvg {path})")
@@ -575,13 +642,14 @@ def _after_check(out: Console, chosen: Sequence[Scenario], results: list[Scenari
     s, record = chosen[first], _counterexample(results[first], cfg)
     if json_out and trace_out is None:
         return
-    replayed = explore.replay(s, record, every_step=cfg.every_step)
+    anatomy = dissect(s, record, every_step=cfg.every_step)
+    replayed = anatomy.result
     if trace_out is not None:
         _write_trace(trace_out, record, replayed, force)
     if not json_out:
         render_counterexample(out, record, replayed.events, _replay_hint(record, s, trace_out),
                               full=full, processes=_processes(s), command="counterexample",
-                              wrap=not _piped())
+                              wrap=not _piped(), anatomy=anatomy)
         note = _shrink_note(record, cfg)
         if note:
             _say(out, note, "yellow")
@@ -678,17 +746,22 @@ def replay(
     scenario: Annotated[str | None, typer.Option(
         help="Catalog name or TOML file (overrides the file's).")] = None,
     policy: Annotated[str | None, typer.Option(
-        help="xbusy or sbusy (default: the file's, else sbusy).")] = None,
+        help="Any policy, seeded bugs included (faultline mutants); default: the file's, "
+             "else sbusy. With a FILE recorded under another policy: its run under this "
+             "one, setup aligned (the same thread decisions after the setup).")] = None,
     every_step: Annotated[bool | None, typer.Option(
         "--step-invariants/--end-invariants",
         help="Invariants after every step or at the end (default: the file's).")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Show every step.")] = False,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Show every step (default: a violation's window and the state at "
+                       "it).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Re-run a recorded schedule step for step and show its trace."""
     out = _out()
     with _reported():
-        record = _replay_record(file, schedule, scenario, policy)
+        record = _replay_record(file, schedule, scenario, None if file else policy)
+        other = _policy(policy) if file and policy not in (None, record.policy) else None
         s = _replay_scenario(record, scenario, file)
         _schedule(record.schedule, s)          # no longer than the scenario's step bound
         es = every_step if every_step is not None else \
@@ -696,8 +769,17 @@ def replay(
         record = dataclasses.replace(record, scenario=s.name, scenario_path=s.source,
                                      options={**record.options, "every_step": es})
         if not json_out:
-            render_run_description(record, out, wrap=not _piped())
-        result = explore.replay(s, record, every_step=es)
+            render_run_description(dataclasses.replace(record, policy=other or record.policy),
+                                   out, wrap=not _piped())
+        if other is None:
+            anatomy = dissect(s, record, every_step=es)
+        else:
+            anatomy, aligned = replay_under(s, record, other, every_step=es)
+            record = dataclasses.replace(record, policy=other, schedule=schedule_to_str(
+                anatomy.result.outcome.schedule))
+            if not json_out:
+                _say(out, aligned, "yellow")
+        result = anatomy.result
         replayed = RunRecord.from_outcome(
             result.outcome, scenario=s.name, policy=record.policy, strategy="replay",
             seed=record.seed, version=__version__, scenario_path=s.source,
@@ -707,7 +789,7 @@ def replay(
                         "events": [e.to_json() for e in result.events]})
         else:
             render_outcome(out, result.events, replayed.violation, full=full,
-                           processes=_processes(s))
+                           processes=_processes(s), anatomy=anatomy)
             _replay_notes(out, record, result, replayed.verdict)
     raise typer.Exit(EXIT_VIOLATION if replayed.violation else EXIT_OK)
 
@@ -716,6 +798,8 @@ app.command("mutants")(mutants_cmd.mutants)
 app.command("sim")(sim_cmd.sim)
 app.command("calibrate")(sim_cmd.calibrate)
 app.command("spin")(spin_cmd.spin)
+app.command("tour")(tour_cmd.tour)
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -115,33 +114,69 @@ def _emit_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
 
 
+def _line_seconds() -> float:
+    """Seconds between plain progress lines (stderr not a terminal):
+    FAULTLINE_PROGRESS_SECONDS, default 30; a bad value is the default."""
+    try:
+        return max(0.0, float(os.environ.get("FAULTLINE_PROGRESS_SECONDS", "30")))
+    except ValueError:
+        return 30.0
+
+
+class _Bar(Progress):
+    """A rich progress bar with the running units' status lines under it."""
+
+    def __init__(self, *columns: Any, rows: dict[str, str], **kw: Any) -> None:
+        self.rows = rows            # before Progress.__init__, which renders once
+        super().__init__(*columns, **kw)
+
+    def get_renderables(self) -> Iterator[Any]:
+        """The bar, then one line per running unit (cut to the terminal's width)."""
+        yield self.make_tasks_table(self.tasks)
+        for text in self.rows.values():
+            yield Text(f"  {text}", no_wrap=True, overflow="ellipsis")
+
+
 class _LazyProgress:
     """A transient progress bar on stderr that appears only once the work has taken
     longer than DELAY seconds, and only on a terminal; elsewhere (a CI log) a plain
-    status line every LINE_EVERY seconds.  Wall clock is fine here: it never reaches a
-    result.  `total` None: open-ended (DPOR, whose tree size is only estimated)."""
+    status line every FAULTLINE_PROGRESS_SECONDS (default 30).  Under the bar, one line
+    per running unit that reports a status (a DPOR exploration: distinct traces and how
+    big its tree is believed to be, check.search.gauge).  Wall clock is fine here: it
+    never reaches a result.  `total` None: open-ended (DPOR, whose size is not known)."""
 
     DELAY = 1.0
-    LINE_EVERY = 30.0
 
     def __init__(self, total: int | None, enabled: bool, unit: str = "executions") -> None:
         self.console = Console(stderr=True)
         self.unit = unit
         self.total, self.enabled = total, enabled
         self.terminal = self.console.is_terminal
-        self.done, self.label, self.counted = 0, "", False
+        self.done, self.label = 0, ""
+        self.rows: dict[str, str] = {}          # running unit -> its status line
+        self.line_every = _line_seconds()
         self.t0 = self.last_line = time.monotonic()
-        self._bar: Progress | None = None
+        self._bar: _Bar | None = None
         self._task: TaskID | None = None
 
     def describe(self, label: str) -> None:
-        """Name the work in progress (a scenario)."""
+        """Name the work in progress (a scenario, or how many are done)."""
         self.label = label
         self._sync()
 
     def status(self, text: str) -> None:
-        """A DPOR exploration's own status line (it counts executions itself)."""
-        self.label, self.counted = text, True
+        """The status line of a DPOR exploration in this process."""
+        self.unit_status("here", text)
+
+    def unit_status(self, key: str, text: str) -> None:
+        """The status line of the running unit `key` ("": it ended)."""
+        # A new dict each time: rich's refresh thread may be reading the old one.
+        rows = {k: v for k, v in self.rows.items() if k != key}
+        if text:
+            rows[key] = text
+        self.rows = rows
+        if self._bar is not None:
+            self._bar.rows = rows
         self._sync()
 
     def advance(self, n: int = 1) -> None:
@@ -159,19 +194,26 @@ class _LazyProgress:
         if self._bar is not None:
             self._bar.stop()
 
-    def _rate(self) -> str:
+    def summary(self) -> str:
+        """What was done so far, for a line after the bar is gone."""
         elapsed = time.monotonic() - self.t0
-        return f"{self.done / elapsed:,.1f} {self.unit}/s" if elapsed > 0 else ""
+        return f"{self.done:,} {self.unit} in {elapsed:,.1f} s"
+
+    def _figures(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        rate = f", {self.done / elapsed:,.1f}/s" if elapsed > 0 else ""
+        of = "" if self.total is None else f" of {self.total:,}"
+        return f"{self.done:,}{of} {self.unit}{rate}"
 
     def _sync(self) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
         if not self.terminal:
-            if now - self.last_line >= self.LINE_EVERY:
+            if now - self.last_line >= self.line_every:
                 self.last_line = now
-                count = "" if self.counted else f": {self.done:,} {self.unit}"
-                self.console.print(f"progress: {self.label}{count}, {self._rate()}",
+                units = "".join(f"; {text}" for text in self.rows.values())
+                self.console.print(f"progress: {self.label}: {self._figures()}{units}",
                                    highlight=False, soft_wrap=True)
             return
         if self._bar is None:
@@ -179,14 +221,14 @@ class _LazyProgress:
                 return
             self._start()
         assert self._bar is not None and self._task is not None
-        self._bar.update(self._task, completed=self.done, description=self.label,
-                         rate=self._rate())
+        self._bar.update(self._task, completed=max(self.done, 0), description=self.label,
+                         figures=self._figures())
 
     def _start(self) -> None:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]
+        columns = [TextColumn("{task.description}"), BarColumn(),
+                   TextColumn("{task.fields[figures]}"), TimeElapsedColumn()]
         if self.total is not None:
             columns.append(TimeRemainingColumn())
-        self._bar = Progress(*columns, console=self.console, transient=True)
-        self._task = self._bar.add_task(self.label, total=self.total, rate="")
+        self._bar = _Bar(*columns, rows=self.rows, console=self.console, transient=True)
+        self._task = self._bar.add_task(self.label, total=self.total, figures="")
         self._bar.start()

@@ -1,7 +1,10 @@
 """faultline.kern: FreeBSD's VM fault path as runnable model code.
 
 `FREEBSD_NAMES` maps the model functions whose names differ from the FreeBSD function
-they model; every other model function carries its FreeBSD name.
+they model (the policy predicates name the place in the function they decide); every
+other model function carries its FreeBSD name.  `PRIMITIVE_WRAPPERS` lists the model
+functions that only wrap one FreeBSD primitive (a refcount, a blockcount, a busy or
+lock operation): the counterexample view counts their steps as their caller's.
 """
 
 FREEBSD_NAMES: dict[str, str] = {
@@ -56,7 +59,24 @@ FREEBSD_NAMES: dict[str, str] = {
     "_pv_list_insert": "pmap_enter (pv list insert)",
     "_pv_list_remove": "pmap_pvh_remove",
     "_assert_object_locked": "VM_OBJECT_ASSERT_LOCKED",
+    # Policy predicates (kern.policy): the place in FreeBSD's function they decide.
+    "vm_fault_object_may_sbusy": "vm_fault_object (sbusy only?)",
+    "vm_fault_object_sbusy_recheck": "vm_fault_object (sbusy recheck)",
+    "vm_fault_cow_must_remove_all": "vm_fault_cow (copy: pmap_remove_all?)",
+    "vm_fault_cow_may_rename": "vm_fault_cow (rename?)",
+    "vm_fault_cow_rename_recheck": "vm_fault_cow (rename recheck, both locked)",
+    "vm_fault_retry_lookup": "vm_fault (RetryFault: vm_fault_lookup)",
 }
+
+PRIMITIVE_WRAPPERS: frozenset[str] = frozenset({
+    "_refcount_release_if_gt", "_refcount_release", "_refcount_acquire_if_not_zero",
+    "vm_object_reference_locked", "vm_object_pip_add", "vm_object_pip_wakeup",
+    "_pv_lock_change", "_pte_clear", "_pte_store",
+    "vm_page_trysbusy", "vm_page_tryxbusy", "vm_page_xunbusy", "vm_page_sunbusy",
+    "vm_page_unbusy", "vm_page_free_unowned", "vm_page_busy_sleep",
+    "vm_map_lock", "vm_map_unlock", "vm_map_lock_read", "vm_map_unlock_read",
+    "vm_map_lock_upgrade", "vm_map_lock_downgrade",
+})
 
 
 def freebsd_name(model_function: str) -> str:

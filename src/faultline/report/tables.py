@@ -26,9 +26,9 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from faultline.check.explore import ScenarioResult
+from faultline.check.explore import DEFAULT_PREEMPTIONS, ScenarioResult
 from faultline.report.fit import Col, FitTable
-from faultline.report.words import plural
+from faultline.report.words import plural, shown_path
 from faultline.scenario.spec import PAGE_SIZE, MappingSpec, ProcessSpec, Scenario
 
 __all__ = [
@@ -132,7 +132,9 @@ def _process_tree(p: ProcessSpec) -> Tree:
     for mp in p.mappings:
         tree.add(Text(_mapping(mp)))
     if p.setup:
-        setup = tree.add(Text("setup (sequential, before any thread)", style="italic"))
+        when = ("run by the forking thread as the child, after fork" if p.parent
+                else "sequential, before any thread")
+        setup = tree.add(Text(f"setup ({when})", style="italic"))
         for op in p.setup:
             setup.add(Text(str(op)))
     return tree
@@ -173,7 +175,12 @@ def _footer(s: Scenario) -> Text:
         pre = s.bound.preemptions
         bound = "none (every interleaving)" if pre is None else plural(pre, "preemption")
         lines.append(f"DPOR bound: {bound}. {' '.join(s.bound.reason.split())}")
-    lines.append(f"source: {s.source}")
+    else:
+        lines.append(f"DPOR bound: none stated, so {plural(DEFAULT_PREEMPTIONS, 'preemption')}"
+                     " by default")
+    if s.check.end_invariants:
+        lines.append("invariants: checked at the end of each run ([check] end_invariants)")
+    lines.append(f"source: {shown_path(s.source)}")
     return Text("\n".join(lines))
 
 
@@ -249,7 +256,7 @@ def explored(r: ScenarioResult) -> str:
     k = r.preemption_bound
     bound = "" if k is None else f", <= {plural(k, 'preemption')}"
     if r.bound_reason is not None:
-        bound += " (stated)"
+        bound += " (default)" if r.bound_reason.startswith("default:") else " (stated)"
     blocked = f", {r.sleep_blocked:,} sleep-blocked" if r.sleep_blocked else ""
     if r.cache_hits:
         blocked += f", {r.cache_hits:,} cut at cached states"

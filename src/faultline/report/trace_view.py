@@ -4,10 +4,12 @@ What lives here: `run_description` (the OSTEP-style header that makes a pasted o
 reproduction), `render_trace` (a rich table: a step column, then one column per thread in
 order of first appearance; each cell holds the op, its model site and the FreeBSD
 function), `violation_text` and `render_counterexample`, which puts them together with
-the replay command line.
+the replay command line.  A run dissected by check.judging.anatomy is shown folded by
+default (report.violation_view: a violation as its window, a passing run as its
+threads' ops); this table is the `--full` view.
 
-Rule kept: rendering only.  Everything shown comes from a `RunRecord` and the recorded
-`Event`s; nothing here runs, re-runs or judges an execution.  Must not be added:
+Rule kept: rendering only.  Everything shown comes from a `RunRecord`, the recorded
+`Event`s and an `Anatomy`; nothing here runs, re-runs or judges an execution.  Must not be added:
 checking, replaying, exit codes or argument parsing (that is `check` and `cli`).
 
 Layout of a trace (long setups are folded, long middles elided):
@@ -31,8 +33,11 @@ from rich.table import Table
 from rich.text import Text
 
 from faultline import __version__
+from faultline.check.judging.anatomy import Anatomy
+from faultline.check.judging.snapshot import package_path
 from faultline.kern import freebsd_name
-from faultline.report.words import plural
+from faultline.report.violation_view import render_run_summary, render_window
+from faultline.report.words import plural, shown_path
 from faultline.rt.trace import Event, RunRecord, schedule_from_str
 
 __all__ = [
@@ -82,7 +87,7 @@ def run_description(record: RunRecord, command: str = "replay") -> list[str]:
         + _short_schedule(record.schedule),
     ]
     if record.scenario_path:
-        lines.append(f"  scenario file: {record.scenario_path}")
+        lines.append(f"  scenario file: {shown_path(record.scenario_path)}")
     made = f" (recorded with {record.version})" if record.version else ""
     lines.append(f"  faultline {__version__}{made}")
     return lines
@@ -115,7 +120,7 @@ def _fmt_data(data: Any) -> str:
 def _site_line(e: Event) -> Text | None:
     if not e.function and not e.file:
         return None
-    path = e.file.removeprefix("faultline/")
+    path = package_path(e.file)
     text = f"  {e.function} ({path}:{e.line})" if e.file else f"  {e.function}"
     bsd = freebsd_name(e.function)
     if e.function and bsd != e.function:
@@ -273,9 +278,18 @@ def violation_text(violation: dict[str, Any] | None) -> str:
 
 def render_outcome(console: Console, events: Sequence[Event],
                    violation: dict[str, Any] | None, *, replay_hint: str = "",
-                   full: bool = False, processes: dict[str, str] | None = None) -> None:
-    """The trace, the violated property (or its absence) and how to replay the run."""
-    render_trace(events, console, full=full, processes=processes)
+                   full: bool = False, processes: dict[str, str] | None = None,
+                   anatomy: Anatomy | None = None) -> None:
+    """The trace, the violated property (or its absence) and how to replay the run: a
+    run with its `anatomy` is folded (report.violation_view: a violation to its window,
+    a passing run to its threads' ops) unless `full`."""
+    if anatomy is not None and not full:
+        if violation:
+            render_window(console, anatomy, violation, processes or {})
+        else:
+            render_run_summary(console, anatomy, processes or {})
+    else:
+        render_trace(events, console, full=full, processes=processes)
     style = "bold red" if violation else "bold green"
     console.print(Text(violation_text(violation), style=style))
     if replay_hint:
@@ -285,9 +299,10 @@ def render_outcome(console: Console, events: Sequence[Event],
 def render_counterexample(console: Console, record: RunRecord, events: Sequence[Event],
                           replay_hint: str, *, full: bool = False,
                           processes: dict[str, str] | None = None,
-                          command: str = "replay", wrap: bool = False) -> None:
-    """A recorded run in full: its description (`wrap`: see render_run_description),
-    then `render_outcome` of its violation."""
+                          command: str = "replay", wrap: bool = False,
+                          anatomy: Anatomy | None = None) -> None:
+    """A recorded run: its description (`wrap`: see render_run_description), then
+    `render_outcome` of its violation."""
     render_run_description(record, console, command, wrap=wrap)
     render_outcome(console, events, record.violation, replay_hint=replay_hint, full=full,
-                   processes=processes)
+                   processes=processes, anatomy=anatomy)

@@ -1,11 +1,16 @@
 """The happens-before graph of a run, as Graphviz DOT.
 
-What lives here: `FootprintRecorder` (an observer that keeps each step's thread, words
-and footprint) and `hb_dot`, which lays a run out as one cluster per thread with program
-order down each column and an edge from a step of another thread wherever the two steps
-are dependent and no later step of that thread already orders them (the covering
-edges).  Rule kept: the same dependency relation as DPOR, so the picture shows exactly
-the orderings a reviewer must reason about.  Must not be added: layout beyond DOT.
+What lives here: `FootprintRecorder` (an observer that keeps each step's thread, words,
+footprint and model call stack, and where the setup ended) and `hb_dot`, which lays a
+run out as one cluster per thread with program order down each column and an edge from
+a step of another thread wherever the two steps are dependent and no later step of that
+thread already orders them (the covering edges).  By default `hb_dot` draws only the
+window of the violation: the last `DOT_WINDOW` steps after the setup, with the covering
+edges between them (computed over the whole run, so an edge is never one that an elided
+step would have covered), and one note saying what was elided; `window=None` draws the
+whole run.  Rule kept: the same dependency relation as DPOR, so the picture shows
+exactly the orderings a reviewer must reason about.  Must not be added: layout beyond
+DOT.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from faultline.rt import ops
 from faultline.rt.execution import Execution, Hooks, Thread
 from faultline.rt.trace import describe_op
 
+DOT_WINDOW = 36               # steps drawn by default: the violation's window
+
+Site = tuple[str, int, str]       # (file, line, function), as Thread.where() gives it
+
 
 @dataclass(slots=True)
 class HbStep:
@@ -28,6 +37,7 @@ class HbStep:
     what: str
     where: str
     acc: tuple[Access, ...]
+    stack: tuple[Site, ...] = ()       # model frames, outermost first
 
 
 class FootprintRecorder(Hooks):
@@ -38,51 +48,95 @@ class FootprintRecorder(Hooks):
 
     def __init__(self) -> None:
         self.steps: list[HbStep] = []
+        self.setup_end = 0             # the step at whose end the setup was done
         self._op_acc: tuple[Access, ...] = ()
-        self._where = ""
+        self._stack: tuple[Site, ...] = ()
+        self.last_stack: tuple[Site, ...] = ()   # the latest step's, finished or not
 
     def performing(self, ex: Execution, t: Thread, op: ops.Op) -> None:
         """The op's own footprint must be taken before it runs (release modes)."""
         self._op_acc = footprint(op, t.tid)
-        site = t.where()
-        self._where = site[2] if site else ""
+        self._stack = self.last_stack = model_stack(t.coro)
 
     def stepped(self, ex: Execution, t: Thread, op: ops.Op, result: Any) -> None:
         """Keep the step."""
         acc = self._op_acc + tuple(dict.fromkeys(ex.last_footprint))
-        self.steps.append(HbStep(t.name, t.tid, describe_op(op), self._where, acc))
+        where = self._stack[-1][2] if self._stack else ""
+        self.steps.append(HbStep(t.name, t.tid, describe_op(op), where, acc, self._stack))
+
+    def noted(self, ex: Execution, t: Thread, note: ops.Note) -> None:
+        """Mark where the setup ended."""
+        if note.kind == "setup-done":
+            self.setup_end = ex.steps
+
+
+def model_stack(coro: Any) -> tuple[Site, ...]:
+    """The (file, line, function) of every model frame (not rt's) down a suspended
+    coroutine's cr_await chain, outermost first (rt.execution.await_site's innermost
+    is the last)."""
+    out: list[Site] = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        path = frame.f_code.co_filename
+        if "/faultline/rt/" not in path:
+            out.append((path, frame.f_lineno, frame.f_code.co_name))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return tuple(out)
 
 
 def _quote(s: str) -> str:
     return s.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def hb_dot(steps: list[HbStep], title: str, violation: str = "") -> str:
-    """DOT text: a cluster per thread, program order, covering dependency edges."""
+def hb_dot(steps: list[HbStep], title: str, violation: str = "", *,
+           window: int | None = DOT_WINDOW, setup_end: int = 0) -> str:
+    """DOT text: a cluster per thread, program order, covering dependency edges; only
+    the last `window` steps after step `setup_end` unless `window` is None."""
+    first = 0 if window is None else max(setup_end, len(steps) - window, 0)
     lines = ["digraph happens_before {", f'  label="{_quote(title)}"; labelloc=t;',
              "  node [shape=box, fontsize=10]; rankdir=TB;"]
-    threads = list(dict.fromkeys(s.thread for s in steps))
+    if first:
+        setup = f" (the setup: 1-{setup_end})" if setup_end else ""
+        lines.append(f'  elided [shape=note, color=gray, label="steps 1-{first} elided'
+                     f'{setup}; --dot-full draws them"];')
+    shown = range(first, len(steps))
+    threads = list(dict.fromkeys(steps[i].thread for i in shown))
     for n, name in enumerate(threads):
         lines.append(f'  subgraph cluster_{n} {{ label="{_quote(name)}";')
-        for i, s in enumerate(steps):
+        for i in shown:
+            s = steps[i]
             if s.thread == name:
                 lines.append(f'    s{i} [label="{i + 1}: {_quote(s.what)}\\n{_quote(s.where)}"];')
         lines.append("  }")
+    lines += _edges(steps, first)
+    if violation:
+        lines.append(f'  violation [shape=note, color=red, label="{_quote(violation)}"];')
+        if len(steps) > first:
+            lines.append(f"  s{len(steps) - 1} -> violation [style=dashed, color=red];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _edges(steps: list[HbStep], first: int) -> list[str]:
+    """Program order and covering dependency edges into steps `first`.. from steps
+    `first`.. (the covering is decided over the whole run)."""
+    lines: list[str] = []
     last: dict[str, int] = {}
     for j, s in enumerate(steps):
-        if s.thread in last:
+        if j < first:                       # no edge into an elided step is drawn
+            last[s.thread] = j
+            continue
+        if last.get(s.thread, -1) >= first:
             lines.append(f"  s{last[s.thread]} -> s{j} [color=gray];")
         seen: set[str] = {s.thread}
         for i in range(j - 1, -1, -1):
             e = steps[i]
             if e.thread in seen or not ordered(e.acc, s.acc):
                 continue
-            lines.append(f"  s{i} -> s{j} [color=red];")
+            if i >= first:
+                lines.append(f"  s{i} -> s{j} [color=red];")
             seen.add(e.thread)              # the latest dependent step of each thread
         last[s.thread] = j
-    if violation:
-        lines.append(f'  violation [shape=note, color=red, label="{_quote(violation)}"];')
-        if steps:
-            lines.append(f"  s{len(steps) - 1} -> violation [style=dashed, color=red];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    return lines

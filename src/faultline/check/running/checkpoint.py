@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from faultline.check.explore import CheckConfig
     from faultline.scenario.spec import Scenario
 
-FORMAT = files.CHECKPOINT_FORMAT + "2"
+FORMAT = files.CHECKPOINT_FORMAT + "3"     # 3: paused subtrees (split.Paused)
 
 __all__ = ["FORMAT", "MAX_BOUNDS", "MAX_NPV_LOCKS", "MAX_PREEMPTIONS", "MAX_SPLIT",
            "CheckpointError", "check_belongs", "check_resumable", "checksum", "dump_path",

@@ -260,7 +260,7 @@ def _path(value: Any, name: str) -> tuple[int, ...]:
 
 def _split_current(value: Any, name: str) -> None:
     c = mapping(value, name)
-    only_keys(c, frozenset(("roots", "explored", "merged", "totals")), f"{name}.")
+    only_keys(c, frozenset(("roots", "explored", "merged", "totals", "partial")), f"{name}.")
     roots = [_path(r, f"{name}.roots[{i}]")
              for i, r in enumerate(array(field(c, "roots", f"{name}."), f"{name}.roots"))]
     if not roots or roots[0] != ():
@@ -285,6 +285,35 @@ def _split_current(value: Any, name: str) -> None:
     if c["totals"]["subtrees"] != len(explored):
         raise SchemaError(f"{name}.totals.subtrees: expected {len(explored)}, one per "
                           f"explored subtree")
+    _partials(field(c, "partial", f"{name}."), f"{name}.partial", merged, len(roots))
+
+
+def _partials(value: Any, name: str, merged: int, roots: int) -> None:
+    """Paused units: [position, {nodes, prefix_len, totals, branches}], by position,
+    each at a root not yet merged."""
+    last = merged - 1
+    for i, item in enumerate(array(value, name)):
+        where = f"{name}[{i}]"
+        pos, d = pair(item, where)
+        pos = integer(pos, f"{where}[0]", last + 1, roots - 1)
+        last = pos
+        p = mapping(d, f"{where}[1]")
+        only_keys(p, frozenset(("nodes", "prefix_len", "totals", "branches")), f"{where}[1].")
+        nodes = array(field(p, "nodes", f"{where}[1]."), f"{where}[1].nodes", MAX_PATH)
+        for j, node in enumerate(nodes):
+            _node(node, f"{where}[1].nodes[{j}]")
+        prefix = integer(field(p, "prefix_len", f"{where}[1]."), f"{where}[1].prefix_len")
+        if not nodes or prefix != len(nodes):
+            raise SchemaError(f"{where}[1].prefix_len: expected the path's length "
+                              f"{len(nodes)} (at least 1), got {prefix}")
+        t = _totals(field(p, "totals", f"{where}[1]."), f"{where}[1].totals", _COUNTERS,
+                    ("coverage",))
+        _coverage(t["coverage"], f"{where}[1].totals.coverage")
+        for j, b in enumerate(array(field(p, "branches", f"{where}[1]."),
+                                    f"{where}[1].branches")):
+            k, q = pair(b, f"{where}[1].branches[{j}]")
+            integer(k, f"{where}[1].branches[{j}][0]", 0, len(nodes) - 1)
+            _tid(q, f"{where}[1].branches[{j}][1]")
 
 
 # ---------------------------------------------------------------- fits the scenario
@@ -341,24 +370,36 @@ def _replays(doc: dict[str, Any], scenario: Scenario, cfg: CheckConfig, explore:
              ) -> None:
     cur, fin = doc["current"], doc["finished"]
     if cur is not None and not doc["split"]:
-        nodes = cur["nodes"]
-        try:
-            seen = explore.enabled_along(scenario, cfg, [n["chosen"] for n in nodes])
-        except (ValueError, ReplayDivergence) as e:
-            raise ValueError(f"current.nodes: {e}") from None
-        for i, (node, en) in enumerate(zip(nodes, seen)):
-            if set(node["enabled"]) != set(en):
-                raise ValueError(f"current.nodes[{i}].enabled: {node['enabled']}, but "
-                                 f"threads {en} can run there in {scenario.name}")
+        _replays_path(cur["nodes"], "current.nodes", scenario, cfg, explore)
     if cur is not None and doc["split"]:
         for i, root in enumerate(cur["roots"][cur["merged"]:], cur["merged"]):
             try:
                 explore.enabled_along(scenario, cfg, root)
             except (ValueError, ReplayDivergence) as e:
                 raise ValueError(f"current.roots[{i}]: {e}") from None
+        for i, (pos, p) in enumerate(cur["partial"]):
+            _replays_path(p["nodes"], f"current.partial[{i}][1].nodes", scenario, cfg,
+                          explore, tuple(cur["roots"][pos]))
     if fin is not None and fin["violation"] is not None:
         # Resuming a finished run reports its violation again (replayed, then shrunk).
         try:
             explore.violation_of(scenario, cfg, fin["violation"])
         except (ValueError, ReplayDivergence) as e:
             raise ValueError(f"finished.violation: {e}") from None
+
+
+def _replays_path(nodes: list[dict[str, Any]], name: str, scenario: Scenario,
+                  cfg: CheckConfig, explore: Any, root: tuple[int, ...] = ()) -> None:
+    """ValueError unless the path `nodes` (under `root`, a paused subtree's) replays on
+    the scenario with the threads it records enabled at each step."""
+    chosen = [n["chosen"] for n in nodes]
+    if tuple(chosen[:len(root)]) != root:
+        raise ValueError(f"{name}: does not start with its subtree's root {list(root)}")
+    try:
+        seen = explore.enabled_along(scenario, cfg, chosen)
+    except (ValueError, ReplayDivergence) as e:
+        raise ValueError(f"{name}: {e}") from None
+    for i, (node, en) in enumerate(zip(nodes, seen)):
+        if set(node["enabled"]) != set(en):
+            raise ValueError(f"{name}[{i}].enabled: {node['enabled']}, but "
+                             f"threads {en} can run there in {scenario.name}")

@@ -1,11 +1,13 @@
 """Ctrl-C during a checkpointed run: stop at the next consistent point, checkpoint, exit.
 
 What lives here: `deferred()`, a context manager under which the first SIGINT only
-sets a flag, and `Interrupted`, the KeyboardInterrupt a checkpointer raises once it
-has seen the flag and saved.  A DPOR path or a split exploration's merged state is
-consistent only between two executions (or two merged units), which is where the
-checkpointers poll `requested()`; a KeyboardInterrupt raised mid-execution would leave
-nothing consistent to save.  A second Ctrl-C interrupts at once, as usual.
+sets a flag, `Interrupted`, the KeyboardInterrupt a checkpointer raises once it
+has seen the flag and saved, and `Stopped`, the one a check's caller raises with
+what was done so far (the CLI prints it as one line and shows the finished results).
+A DPOR path or a split exploration's merged state is consistent only between two
+executions (or two merged units), which is where the checkpointers poll `requested()`;
+a KeyboardInterrupt raised mid-execution would leave nothing consistent to save.  A
+second Ctrl-C interrupts at once, as usual.
 Rule kept: only the main thread's SIGINT handler is touched, only inside the block,
 and the previous handler is always restored.  Elsewhere (a worker thread, a worker
 process) `deferred()` does nothing and Ctrl-C behaves as it always does.
@@ -19,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 _requested = False
 
@@ -61,3 +64,13 @@ def deferred(note: str = "") -> Iterator[None]:
         _requested = False
     if late:
         raise Interrupted(note)
+
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C during a check, caught where its results are known: the one line that
+    says what was done (and where the checkpoint is), and the scenarios' results
+    finished before it, in their order (`finished`), to be shown all the same."""
+
+    def __init__(self, line: str, finished: list[Any], seconds: float) -> None:
+        super().__init__(line)
+        self.finished, self.seconds = finished, seconds

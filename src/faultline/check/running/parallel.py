@@ -10,6 +10,10 @@ per unit (`explore.check_scenario`), or, when there are more workers than scenar
 stateful exploration only if --split says so: subtrees share no state cache); a
 checkpointed (--state) exploration that is not split runs in this process whatever
 `jobs` says.  The portfolio runs its members in slices (`check.search.portfolio`).
+Units report their executions (and DPOR their status) as they run, through
+check.running.live; the caller hears them through `progress` and `units`, and each
+scenario's result through `finished` as soon as it is known (so that an interrupted
+check can still show what it finished).
 Rule kept: results (executions, steps, coverage, counterexample) never depend on the
 runner, the number of jobs or which worker finished first: they are exactly what
 `--jobs 1` reports with the same split depth.  Must not be added: shared mutable
@@ -23,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 from faultline.check import explore
 from faultline.check.explore import CheckConfig, ScenarioResult
+from faultline.check.running import live
 from faultline.check.running.runners import Ordered, Runner, open_runner
 from faultline.check.running.units import chunks, merge_runs, run_chunk
 from faultline.check.search import portfolio, split
@@ -34,27 +39,72 @@ STRATEGIES = (*explore.STRATEGIES, portfolio.NAME)
 def check_many(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int,
                progress: Callable[[int], None] | None = None, *, use_ray: bool = False,
                ray_address: str | None = None,
-               status: Callable[[str], None] | None = None) -> list[ScenarioResult]:
+               status: Callable[[str], None] | None = None,
+               units: Callable[[str, str], None] | None = None,
+               finished: Callable[[int, ScenarioResult], None] | None = None
+               ) -> list[ScenarioResult]:
     """Check every scenario with `jobs` workers: local processes, or with `use_ray` Ray
     tasks (on the cluster at `ray_address`, or a local Ray with `jobs` CPUs).  With
     jobs 1 and no Ray, everything runs in this process.  `progress(n)`: n more
-    executions done; `status(text)`: how a DPOR exploration in this process stands."""
+    executions ran; `status(text)`: how a DPOR exploration in this process stands;
+    `units(key, text)`: how a unit running elsewhere stands ("" once it ended);
+    `finished(i, result)`: scenarios[i] is done (in the order they finish)."""
     if cfg.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {cfg.strategy!r}; this version knows: "
                          f"{', '.join(STRATEGIES)}")
-    # A checkpointed exploration that is not split is one unit: it runs here, where its
-    # checkpointer can handle Ctrl-C (check.running.interrupt), whatever `jobs` says.
-    width = 1 if cfg.state is not None else jobs
-    if width <= 1 and not use_ray and cfg.strategy != portfolio.NAME and not (
-            cfg.strategy == "dpor" and split_depth(cfg, len(scenarios), jobs)):
-        # Through the module, so a test's monkeypatched check_scenario is the one called.
-        return [explore.check_scenario(s, cfg, progress, status) for s in scenarios]
-    with open_runner(jobs, use_ray, ray_address) as runner:
-        if cfg.strategy == portfolio.NAME:
-            return [portfolio.check_portfolio(s, cfg, runner, progress) for s in scenarios]
+    if _here(scenarios, cfg, jobs, use_ray):
+        out = []
+        for i, s in enumerate(scenarios):
+            # Through the module, so a test's monkeypatched check_scenario is the one called.
+            out.append(explore.check_scenario(s, cfg, progress, status))
+            if finished is not None:
+                finished(i, out[-1])
+        return out
+    heard = _Heard(progress, units)
+    with open_runner(jobs, use_ray, ray_address, heard) as runner:
         if cfg.strategy == "dpor":
-            return _dpor_each(runner, scenarios, cfg, progress)
-        return [_sampled(runner, s, cfg, progress) for s in scenarios]
+            return _dpor_each(runner, scenarios, cfg, heard, finished)
+        out = []
+        for i, s in enumerate(scenarios):
+            out.append(portfolio.check_portfolio(s, cfg, runner, progress)
+                       if cfg.strategy == portfolio.NAME else _sampled(runner, s, cfg))
+            if finished is not None:
+                finished(i, out[-1])
+        return out
+
+
+def _here(scenarios: Sequence[Scenario], cfg: CheckConfig, jobs: int, use_ray: bool
+          ) -> bool:
+    """Whether the scenarios are checked in this process, one after another: with one
+    job and no Ray, unless a split or the portfolio asks for a runner; and a
+    checkpointed (--state) exploration that is not split (one unit: here its
+    checkpointer sees Ctrl-C, check.running.interrupt), whatever `jobs` says."""
+    if cfg.strategy == portfolio.NAME:
+        return False
+    if cfg.strategy != "dpor":
+        return jobs <= 1 and not use_ray
+    depth = split_depth(cfg, len(scenarios), jobs)
+    if cfg.state is not None:
+        return not any(_splits(s, cfg, depth) for s in scenarios)
+    return jobs <= 1 and not use_ray and not depth
+
+
+class _Heard:
+    """check_many's callbacks as a live.Listener."""
+
+    def __init__(self, progress: Callable[[int], None] | None,
+                 units: Callable[[str, str], None] | None) -> None:
+        self.progress, self.units = progress, units
+
+    def executions(self, n: int) -> None:
+        """Pass `n` on to `progress`."""
+        if self.progress is not None:
+            self.progress(n)
+
+    def unit(self, key: str, text: str) -> None:
+        """Pass a unit's status on to `units`."""
+        if self.units is not None:
+            self.units(key, text)
 
 
 def split_depth(cfg: CheckConfig, scenarios: int, width: int) -> int:
@@ -69,24 +119,39 @@ def split_depth(cfg: CheckConfig, scenarios: int, width: int) -> int:
 
 
 def _dpor_each(runner: Runner, scenarios: Sequence[Scenario], cfg: CheckConfig,
-               progress: Callable[[int], None] | None) -> list[ScenarioResult]:
+               heard: _Heard, finished: Callable[[int, ScenarioResult], None] | None
+               ) -> list[ScenarioResult]:
     depth = split_depth(cfg, len(scenarios), runner.width)
-    if depth:
-        return [_whole(runner, [s], cfg, progress)[0]
-                if _auto_split(cfg) and _stateful(s, cfg) else
-                split.check_split(s, cfg, runner, depth, progress) for s in scenarios]
-    return _whole(runner, scenarios, cfg, progress)
+    if not depth:
+        return _whole(runner, scenarios, cfg, finished)
+    out = []
+    for i, s in enumerate(scenarios):
+        if _splits(s, cfg, depth):
+            out.append(split.check_split(s, cfg, runner, depth,
+                                         status=lambda text: heard.unit("split", text)))
+            heard.unit("split", "")
+        else:
+            out.append(_whole(runner, [s], cfg)[0])
+        if finished is not None:
+            finished(i, out[-1])
+    return out
+
+
+def _splits(s: Scenario, cfg: CheckConfig, depth: int) -> bool:
+    """Whether `s` is dealt out as subtrees at `depth` (a stateful tree only if asked)."""
+    return bool(depth) and not (_auto_split(cfg) and _stateful(s, cfg))
 
 
 def _whole(runner: Runner, scenarios: Sequence[Scenario], cfg: CheckConfig,
-           progress: Callable[[int], None] | None) -> list[ScenarioResult]:
-    """One unit per scenario."""
+           finished: Callable[[int, ScenarioResult], None] | None = None
+           ) -> list[ScenarioResult]:
+    """One unit per scenario, each reporting its executions and DPOR status live."""
     work = Ordered(runner, len(scenarios))
     for i, s in enumerate(scenarios):
-        work.offer(i, explore.check_scenario, s, cfg)
-    for _, r in work.finished():
-        if progress is not None:
-            progress(r.executions)
+        work.offer(i, explore.check_scenario, s, cfg, live.report, live.status)
+    for i, r in work.finished():
+        if finished is not None:
+            finished(i, r)
     return work.needed()
 
 
@@ -102,16 +167,13 @@ def _stateful(s: Scenario, cfg: CheckConfig) -> bool:
     return bool(explore.stateful_dpor(cfg, explore.dpor_bounds(s, cfg)[0]).cache_states)
 
 
-def _sampled(runner: Runner, s: Scenario, cfg: CheckConfig,
-             progress: Callable[[int], None] | None) -> ScenarioResult:
+def _sampled(runner: Runner, s: Scenario, cfg: CheckConfig) -> ScenarioResult:
     t0 = time.perf_counter()
     parts = chunks(cfg.runs, runner.width)
     work = Ordered(runner, len(parts))
     for i, (a, b) in enumerate(parts):
-        work.offer(i, run_chunk, s, cfg, a, b)
+        work.offer(i, run_chunk, s, cfg, a, b, live.report)
     for i, chunk in work.finished():
-        if progress is not None:
-            progress(len(chunk))
         if chunk and chunk[-1].outcome is not None:
             work.stop_after(i)             # later chunks cannot count
     runs = [r for chunk in work.needed() for r in chunk]

@@ -6,7 +6,10 @@ What lives here: `start_ray` (connect to `address`, or start a quiet local Ray w
 process title while it runs one).  Ray is imported only here, only when asked for.
 Rule kept: only a unit's return value counts.  A task whose worker dies is re-run by
 Ray (`MAX_RETRIES`); units are deterministic, so the re-run returns the identical value
-and nothing is counted twice or lost.  Exceptions a unit raises are not retried (they
+and nothing is counted twice or lost.  Live progress (check.running.live) comes back
+through a Ray queue, each message tagged with the attempt that sent it; once a unit
+returns, what its failed attempts reported is taken back, so the progress a caller sees
+adds up as if every unit had run once.  Exceptions a unit raises are not retried (they
 would recur) and reach the caller as the unit's own exception.  Must not be added:
 merging or scheduling (`runners.Ordered` and its callers own them), actors, shared state.
 Workers import faultline themselves: install it on every node of a cluster.
@@ -16,12 +19,16 @@ nothing answers at for many minutes, so an unreachable one must fail here, at on
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+from faultline.check.running import live
 
 MAX_RETRIES = 5
 INSTALL_HINT = "pip install 'faultline[ray]'"
@@ -40,21 +47,37 @@ def _import_ray() -> Any:
     return ray
 
 
-def _unit(fn: Callable[..., Any], *args: Any) -> Any:
-    """A work unit on a Ray worker."""
-    return fn(*args)
+def _unit(queue: Any, key: str, fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    """A work unit on a Ray worker: its value, and the attempt that computed it (the
+    tag of its progress messages)."""
+    attempt = f"{key}/{uuid.uuid4().hex}"
+    with live.batched(attempt, queue.put):
+        return attempt, fn(*args)
 
 
 class RayRunner:
-    """Work units as Ray tasks; `width` is the cluster's CPU count."""
+    """Work units as Ray tasks; `width` is the cluster's CPU count.  Live progress
+    goes to `listener` when polled."""
 
-    def __init__(self, ray: Any, width: int) -> None:
+    def __init__(self, ray: Any, width: int, listener: live.Listener | None = None) -> None:
+        from ray.util.queue import Queue
         self.ray, self.width, self.window = ray, width, 2 * width
+        self.listener = listener
         self._task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_unit)
+        self._queue = Queue(actor_options={"num_cpus": 0})
+        self._keys = itertools.count()
+        self._key: dict[Any, str] = {}                  # handle -> unit key
+        self._heard: dict[str, dict[str, int]] = {}     # unit key -> attempt -> executions
+        self._settled: dict[str, dict[str, int]] = {}   # the same, of a unit just over
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Start `fn(*args)` as a task; its ObjectRef."""
-        return self._task.options(name=f"faultline.{fn.__name__}").remote(fn, *args)
+        key = str(next(self._keys))
+        ref = self._task.options(name=f"faultline.{fn.__name__}").remote(
+            self._queue, key, fn, *args)
+        self._key[ref] = key
+        self._heard[key] = {}
+        return ref
 
     def wait(self, handles: Sequence[Any], timeout: float | None = None) -> list[Any]:
         """Refs that are ready, once at least one is (or `timeout` passed)."""
@@ -64,8 +87,9 @@ class RayRunner:
     def result(self, handle: Any) -> Any:
         """The unit's value; its own exception if it raised one."""
         exc = self.ray.exceptions
+        key = self._key.pop(handle, "")
         try:
-            return self.ray.get(handle)
+            attempt, value = self.ray.get(handle)
         except exc.RayTaskError as e:
             cause = getattr(e, "cause", None)
             if isinstance(cause, BaseException):
@@ -74,17 +98,53 @@ class RayRunner:
         except exc.RayError as e:
             raise RayError(f"ray lost a work unit (tried {MAX_RETRIES + 1} times): "
                            f"{type(e).__name__}: {e}") from e
+        finally:
+            self._forget(key)
+        self._settle(key, attempt)
+        return value
 
     def cancel(self, handle: Any) -> None:
         """Cancel a task whose value is no longer needed."""
         self.ray.cancel(handle)
+        self._forget(self._key.pop(handle, ""))
+
+    def poll(self) -> None:
+        """Hand the units' progress messages so far to the listener."""
+        n = self._queue.qsize()
+        for message in self._queue.get_nowait_batch(n) if n else ():
+            key, attempt = message[0].split("/", 1)
+            heard = self._heard.get(key)
+            if heard is None:          # a unit already settled or cancelled: too late
+                continue
+            heard[attempt] = heard.get(attempt, 0) + message[1]
+            if self.listener is not None:
+                live.deliver(self.listener, (key, *message[1:]))
+
+    def close(self) -> None:
+        """Stop the progress queue's actor."""
+        self.ray.kill(self._queue.actor)
+
+    def _forget(self, key: str) -> None:
+        """The unit `key` is over: later messages of its attempts are ignored."""
+        self._settled[key] = self._heard.pop(key, {})
+        if self.listener is not None:
+            self.listener.unit(key, "")
+
+    def _settle(self, key: str, winner: str) -> None:
+        """Take back what the unit's failed attempts reported (Ray re-ran it)."""
+        lost = sum(n for a, n in self._settled.pop(key, {}).items()
+                   if a != winner.split("/", 1)[1])
+        if lost and self.listener is not None:
+            self.listener.executions(-lost)
 
 
 @contextmanager
-def start_ray(jobs: int, address: str | None = None) -> Iterator[RayRunner]:
+def start_ray(jobs: int, address: str | None = None,
+              listener: live.Listener | None = None) -> Iterator[RayRunner]:
     """A RayRunner: on the Ray this process is already connected to, else on the
     cluster at `address` (e.g. "auto", "ray://head:10001"), else on a local Ray with
-    `jobs` CPUs and no dashboard.  Ray is shut down afterwards if it was started here."""
+    `jobs` CPUs and no dashboard.  Ray is shut down afterwards if it was started here.
+    Units' live progress reaches `listener` as they run."""
     ray = _import_ray()
     started = not ray.is_initialized()
     if started:
@@ -102,7 +162,11 @@ def start_ray(jobs: int, address: str | None = None) -> Iterator[RayRunner]:
             raise RayError(f"cannot start {where}: {type(e).__name__}: {e}") from e
     try:
         cpus = int(ray.cluster_resources().get("CPU", jobs))
-        yield RayRunner(ray, max(1, cpus))
+        runner = RayRunner(ray, max(1, cpus), listener)
+        try:
+            yield runner
+        finally:
+            runner.close()
     finally:
         if started:
             ray.shutdown()

@@ -1,12 +1,14 @@
 """Runners: where work units execute, and the in-order scheduler every merge reads from.
 
 What lives here: the `Runner` protocol (submit a unit, wait for some, read a result,
-cancel), `InlineRunner` (this process, one unit at a time, in submission order),
-`PoolRunner` (local worker processes, which ignore Ctrl-C and are terminated when the
+cancel, poll for live progress), `InlineRunner` (this process, one unit at a time, in
+submission order), `PoolRunner` (local worker processes, which never see Ctrl-C, send
+their units' live progress over a pipe (check.running.live) and are terminated when the
 check stops early), `open_runner` (picks one, or Ray through `check.running.ray_backend`),
 and `Ordered`, which runs units at fixed positions 0..n-1 and lets the caller stop after
 a position: positions after it are cancelled or ignored, positions before it always
-finish; while it waits, an `idle` callback may run every so often (a checkpoint).
+finish, and a position whose value was partial may run `again`; while it waits it
+polls the runner every POLL_SECONDS, and an `idle` callback may run (a checkpoint).
 Rule kept: a merge reads only `Ordered.needed()`, the values of positions before the
 stop, so what it computes never depends on the runner, the number of workers or the
 order units finished in.  Must not be added: knowledge of strategies or results
@@ -18,6 +20,7 @@ order units finished in.  Must not be added: knowledge of strategies or results
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import signal
@@ -26,7 +29,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager, suppress
+from multiprocessing.queues import SimpleQueue
 from typing import Any, Protocol
+
+from faultline.check.running import live
+
+# How often a wait for units wakes up to pass on live progress (and to let a
+# checkpointer look at the clock and at Ctrl-C): wall clock, never a result.
+POLL_SECONDS = 0.25
 
 
 class Runner(Protocol):
@@ -49,35 +59,48 @@ class Runner(Protocol):
     def cancel(self, handle: Any) -> None:
         """Drop a unit whose value is no longer needed."""
 
+    def poll(self) -> None:
+        """Pass on the live progress units reported since the last poll."""
+
 
 class _Deferred:
     """An InlineRunner handle: the call, run when it is first waited for."""
 
-    __slots__ = ("args", "fn", "ran", "value")
+    __slots__ = ("args", "fn", "key", "ran", "value")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.fn, self.args = fn, args
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], key: str) -> None:
+        self.fn, self.args, self.key = fn, args, key
         self.ran, self.value = False, None
 
-    def run(self) -> None:
-        self.value, self.ran = self.fn(*self.args), True
+    def run(self, listener: live.Listener | None) -> None:
+        if listener is None:
+            self.value = self.fn(*self.args)
+        else:
+            with live.into(listener, self.key):
+                self.value = self.fn(*self.args)
+        self.ran = True
 
 
 class InlineRunner:
-    """Units run in this process when waited for, earliest submitted first."""
+    """Units run in this process when waited for, earliest submitted first; their live
+    progress goes straight to `listener`."""
 
     width = window = 1
 
+    def __init__(self, listener: live.Listener | None = None) -> None:
+        self.listener = listener
+        self._keys = itertools.count()
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> _Deferred:
         """Defer `fn(*args)`."""
-        return _Deferred(fn, args)
+        return _Deferred(fn, args, f"inline-{next(self._keys)}")
 
     def wait(self, handles: Sequence[_Deferred], timeout: float | None = None
              ) -> list[_Deferred]:
         """Run the first handle (unless it already ran); it cannot time out."""
         h = handles[0]
         if not h.ran:
-            h.run()
+            h.run(self.listener)
         return [h]
 
     def result(self, handle: _Deferred) -> Any:
@@ -87,17 +110,28 @@ class InlineRunner:
     def cancel(self, handle: _Deferred) -> None:
         """Nothing to do: a deferred call that is never waited for never runs."""
 
+    def poll(self) -> None:
+        """Nothing to do: progress went to the listener as the unit ran."""
+
 
 class PoolRunner:
     """Units on `jobs` local worker processes (forked on POSIX, so policies registered
-    at run time, such as test mutants, exist in the workers too)."""
+    at run time, such as test mutants, exist in the workers too).  Their live progress
+    comes back over `pipe` and goes to `listener` when polled."""
 
-    def __init__(self, pool: ProcessPoolExecutor, jobs: int) -> None:
+    def __init__(self, pool: ProcessPoolExecutor, jobs: int, pipe: SimpleQueue[Any],
+                 listener: live.Listener | None = None) -> None:
         self.pool, self.width, self.window = pool, jobs, 2 * jobs
+        self.pipe, self.listener = pipe, listener
+        self._keys = itertools.count()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Queue `fn(*args)` on the pool."""
-        return self.pool.submit(fn, *args)
+        """Queue `fn(*args)` on the pool.  The first submit forks the workers: SIGINT is
+        blocked meanwhile, so that none can be interrupted before its initializer has
+        made it ignore Ctrl-C (a terminal's Ctrl-C reaches every worker too)."""
+        key = f"pool-{next(self._keys)}"
+        with _sigint_blocked():
+            return self.pool.submit(_pool_unit, key, fn, *args)
 
     def wait(self, handles: Sequence[Future[Any]], timeout: float | None = None
              ) -> list[Future[Any]]:
@@ -113,25 +147,47 @@ class PoolRunner:
         """Cancel if not started (a running unit finishes; its value is ignored)."""
         handle.cancel()
 
+    def poll(self) -> None:
+        """Hand the workers' progress messages so far to the listener."""
+        while not self.pipe.empty():
+            message = self.pipe.get()
+            if self.listener is not None:
+                live.deliver(self.listener, message)
+
 
 @contextmanager
-def open_runner(jobs: int, use_ray: bool = False, ray_address: str | None = None
-                ) -> Iterator[Runner]:
+def _sigint_blocked() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread() or \
+            not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextmanager
+def open_runner(jobs: int, use_ray: bool = False, ray_address: str | None = None,
+                listener: live.Listener | None = None) -> Iterator[Runner]:
     """A runner for `jobs` workers: Ray (at `ray_address`, or a local instance with
-    `jobs` CPUs), else a local process pool, else (jobs 1) this process."""
+    `jobs` CPUs), else a local process pool, else (jobs 1) this process.  Units' live
+    progress (check.running.live) reaches `listener` as they run."""
     if use_ray:
         from faultline.check.running.ray_backend import start_ray
-        with start_ray(jobs, ray_address) as runner:
+        with start_ray(jobs, ray_address, listener) as runner:
             yield runner
         return
     if jobs <= 1:
-        yield InlineRunner()
+        yield InlineRunner(listener)
         return
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    pipe: SimpleQueue[Any] = ctx.SimpleQueue()
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
-                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+                               initializer=_worker_init, initargs=(os.getpid(), pipe))
     try:
-        yield PoolRunner(pool, jobs)
+        yield PoolRunner(pool, jobs, pipe, listener)
     except BaseException:
         # Ctrl-C, or an error: the units still running are not needed, and waiting
         # for them could take as long as the whole check.
@@ -187,12 +243,18 @@ class Ordered:
         """The values of positions before the stop, in position order."""
         return [self.values[p] for p in range(self.limit)]
 
-    def finished(self, idle: Callable[[], None] | None = None, every: float = 0.5
-                 ) -> Iterator[tuple[int, Any]]:
+    def again(self, pos: int, fn: Callable[..., Any], *args: Any) -> None:
+        """Position `pos`, whose value was partial (a paused unit), is `fn(*args)` now."""
+        self.values.pop(pos, None)
+        self.offer(pos, fn, *args)
+
+    def finished(self, idle: Callable[[], None] | None = None,
+                 every: float = POLL_SECONDS) -> Iterator[tuple[int, Any]]:
         """(position, value) of each unit as it finishes (and of each settled one).
-        With `idle`, it is called whenever `every` seconds pass with no unit finishing
-        (a checkpointer's chance to save while workers are busy; an InlineRunner runs
-        its units to the end, so there it is never called)."""
+        Every `every` seconds of waiting the runner passes on live progress, and
+        `idle`, if given, is called when no unit finished meanwhile (a checkpointer's
+        chance to save while workers are busy; an InlineRunner runs its units to the
+        end, so there it is never called)."""
         while True:
             while self.settled:
                 p = self.settled.pop(0)
@@ -202,8 +264,9 @@ class Ordered:
             self._fill()
             if not self.inflight:
                 raise RuntimeError("bug in faultline: a needed work unit was never offered")
-            ready = self.runner.wait(list(self.inflight),
-                                     None if idle is None else every)
+            ready = self.runner.wait(list(self.inflight), every)
+            # Before the values: a unit's last progress message was sent before it ended.
+            self.runner.poll()
             if not ready and idle is not None:
                 idle()
             for h in ready:
@@ -222,14 +285,29 @@ class Ordered:
             self.inflight[self.runner.submit(fn, *args)] = p
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A pool worker's initializer: exit when the checking process is gone.  A run
-    killed with SIGKILL (to be resumed from --state) cannot shut its pool down, and
-    its idle workers would otherwise wait on the task queue forever, holding its
-    stdout open.  Workers ignore Ctrl-C: the checking process handles it (it stops
-    them, after checkpointing with --state), and a worker's KeyboardInterrupt would
-    only print tracebacks."""
+_pipe: SimpleQueue[Any] | None = None      # a pool worker's way back to the checking process
+
+
+def _pool_unit(key: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """A work unit in a pool worker, its live progress batched onto the pipe."""
+    assert _pipe is not None
+    with live.batched(key, _pipe.put):
+        return fn(*args)
+
+
+def _worker_init(parent: int, pipe: SimpleQueue[Any]) -> None:
+    """A pool worker's initializer.  Workers ignore Ctrl-C: the checking process
+    handles it (it stops them, after checkpointing with --state), and a worker's
+    KeyboardInterrupt would only print tracebacks; SIGINT, blocked while the worker
+    was forked (PoolRunner.submit), is ignored before it is unblocked.  A worker exits
+    when the checking process is gone: a run killed with SIGKILL (to be resumed from
+    --state) cannot shut its pool down, and its idle workers would otherwise wait on
+    the task queue forever, holding its stdout open."""
+    global _pipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _pipe = pipe
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)

@@ -12,7 +12,7 @@ scheduling, progress bars.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from faultline.check.explore import CheckConfig, ScenarioResult, make_strategy, minimise, run_once
@@ -32,10 +32,11 @@ class RunSummary:
     outcome: Outcome | None          # kept only when it violated
 
 
-def run_chunk(scenario: Scenario, cfg: CheckConfig, start: int, stop: int
-              ) -> list[RunSummary]:
+def run_chunk(scenario: Scenario, cfg: CheckConfig, start: int, stop: int,
+              progress: Callable[[int], None] | None = None) -> list[RunSummary]:
     """Runs start..stop-1 of `cfg.strategy` (run i seeded run_seed(cfg.seed, i)); the
-    list ends at the first violating run."""
+    list ends at the first violating run.  `progress(1)` after each run (live
+    progress: check.running.live.report)."""
     out = []
     for i in range(start, stop):
         strategy = make_strategy(cfg.strategy, run_seed(cfg.seed, i), cfg.depth,
@@ -46,6 +47,8 @@ def run_chunk(scenario: Scenario, cfg: CheckConfig, start: int, stop: int
         if bad is not None:
             picklable(bad)
         out.append(RunSummary(i, res.outcome.steps, frozenset(res.coverage), bad))
+        if progress is not None:
+            progress(1)
         if bad is not None:
             break
     return out

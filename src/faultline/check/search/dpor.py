@@ -94,10 +94,13 @@ class DporResult:
     schedules: list[list[int]] = field(default_factory=list)   # with keep_schedules
     cut_schedules: list[list[int]] = field(default_factory=list)   # the same, of cut runs
     # Progress figures (not checkpointed, never in a verdict): fingerprints of the
-    # distinct Mazurkiewicz traces run, and the share of the tree left of (and at) the
-    # current path, taking sibling subtrees as equal (Kilby et al.'s estimate for DFS).
+    # distinct Mazurkiewicz traces run, the share of the tree left of (and at) the
+    # current path, taking sibling subtrees as equal (Kilby et al.'s estimate for DFS;
+    # wild for most of a run: check.search.gauge says when to believe it), and the
+    # branches still to take on the current path (each at least one more run).
     trace_keys: set[int] = field(default_factory=set)
     explored_share: float = 0.0
+    pending: int = 0
     cache_hits: int = 0            # with cache_states: runs cut at a state explored before
     states: int = 0                # with cache_states: states whose subtree was completed
     # With split: the subtree's frozen path, and the branches its races asked for at
@@ -105,11 +108,14 @@ class DporResult:
     root: list[int] = field(default_factory=list)
     branches: set[tuple[int, int]] = field(default_factory=set)
 
+    def runs(self) -> int:
+        """Runs so far: complete executions, sleep-set blocked ones and cut ones."""
+        return self.executions + self.sleep_blocked + self.cache_hits
+
     def estimate(self) -> int:
-        """Estimated executions in the whole tree (rough until most of it is done: DPOR
-        discovers branches only as it goes)."""
-        runs = self.executions + self.sleep_blocked
-        return round(runs / self.explored_share) if self.explored_share > 0 else 0
+        """Estimated runs in the whole tree (rough until most of it is done: DPOR
+        discovers branches only as it goes; check.search.gauge)."""
+        return round(self.runs() / self.explored_share) if self.explored_share > 0 else 0
 
 
 class _PathStrategy(Hooks):
@@ -649,7 +655,8 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
     enabled) are frozen, following `root` and then the default choices.  Sleep sets and
     wakeup trees stay empty there (subtrees explored elsewhere cannot be known to be
     done), and the branches races ask for at them are returned in `branches` instead
-    of taken.  Without `estimate`, the progress estimate (`explored_share`) is not
+    of taken; it may be resumed too, given the same `root` and `split` (check.search.split
+    pauses its units).  Without `estimate`, the progress estimate (`explored_share`) is not
     kept: a walk of the whole path after every execution, wasted when nobody shows it."""
     optimal = optimal and bound is None and not cache_states
     cache = StateCache(cache_limit, cache_stride) if cache_states else None
@@ -657,8 +664,6 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
     nodes: list[Node] = []
     prefix_len = 0
     if resume is not None:
-        if split:
-            raise ValueError("a split exploration cannot be resumed")
         nodes, res, prefix_len = resume
     elif root:
         nodes, prefix_len = _root_nodes(root, optimal), len(root)
@@ -725,7 +730,7 @@ def explore(make: Callable[[Hooks], Execution], *, bound: int | None = None,
             # After every analysis above: all a run asked of the frozen nodes moves out.
             _harvest(nodes[:floor], res.branches, bound)
         if estimate:
-            res.explored_share = _explored_share(nodes, bound)
+            res.explored_share, res.pending = _explored_share(nodes, bound)
         if optimal:
             prefix_len = _next_branch(nodes, floor)
         else:
@@ -812,8 +817,10 @@ def _trace_key(steps: list[Step], clocks: list[dict[int, int]], names: list[Any]
     return hash(frozenset(names))
 
 
-def _explored_share(nodes: list[Node], bound: int | None = None) -> float:
-    share, scale = 0.0, 1.0
+def _explored_share(nodes: list[Node], bound: int | None = None) -> tuple[float, int]:
+    """The share of the tree explored (left of and at the current path), and the
+    branches still to take on the path."""
+    share, scale, pending = 0.0, 1.0, 0
     for node in nodes:
         # Most nodes have one branch, the one taken: it adds nothing and keeps the scale.
         bt, wut = node.backtrack, node.wut
@@ -828,7 +835,8 @@ def _explored_share(nodes: list[Node], bound: int | None = None) -> float:
         branches.add(node.chosen)
         share += scale * len(node.done - {node.chosen}) / len(branches)
         scale /= len(branches)
-    return share + scale
+        pending += len(branches - node.done - {node.chosen})
+    return share + scale, pending
 
 
 def _next_branch(nodes: list[Node], floor: int = 0) -> int:

@@ -22,13 +22,19 @@ and where a capped run stops never depend on the runner, the number of workers o
 timing.  They do depend on `depth`: `--split 0` is the sequential exploration.
 Two roots whose default extensions meet run the same subtree; the later one in
 position order is dropped when merged (and not offered when that is already known).
+A unit runs at most SLICE_RUNS runs, then pauses (`Paused`: its DPOR path, exactly as a
+checkpoint holds one) and its position is offered again to go on from there; a
+stateful unit (it would lose its state cache) never pauses.  So no unit keeps its
+work out of reach for long: the first subtree is often most of the tree.  Slices count
+runs, never seconds, and a resumed path goes on exactly as it would have, so pausing
+changes no result.  Units report each run as it happens (check.running.live).
 With --state, the merged state is checkpointed (`_SplitCheckpoint`): the roots
-offered, the frozen paths merged and the totals, as the exploration starts, then every
-checkpoint_seconds (as units merge, or while waiting for them), when a bound ends, when
-it stops for any reason (with its outcome, which --resume then reports again) and on
-Ctrl-C.  Units are deterministic, so --resume re-offers every root not yet merged and
-reaches the totals of an uninterrupted run; what a worker had done on an unmerged unit
-is run again.
+offered, the frozen paths merged, the totals, and the paths of paused units, as the
+exploration starts, then every checkpoint_seconds (as units merge or pause, or while
+waiting for them), when a bound ends, when it stops for any reason (with its outcome,
+which --resume then reports again) and on Ctrl-C.  Units are deterministic, so --resume
+re-offers every root not yet merged (from where it paused, if it did) and reaches the
+totals of an uninterrupted run; what a worker did since a unit last paused is run again.
 Must not be added: shared state between units, or merging in finishing order.
 """
 
@@ -46,12 +52,13 @@ from faultline.check.explore import (
     ScenarioResult,
     dpor_bounds,
     dpor_execution,
+    first_checkpoint,
     minimise,
     stateful_dpor,
     violation_of,
 )
 from faultline.check.judging.coverage import Coverage, tally
-from faultline.check.running import interrupt
+from faultline.check.running import interrupt, live
 from faultline.check.running.runners import Ordered, Runner
 from faultline.check.running.units import picklable
 from faultline.check.search import dpor
@@ -65,14 +72,37 @@ from faultline.scenario.spec import Scenario
 # per worker), shallow enough that the runs frozen nodes cannot prune stay few.
 AUTO_DEPTH = 6
 _OPEN = 1 << 62                  # Ordered's limit while the number of units is unknown
-# How often a checkpointed run stops waiting for units to see whether a checkpoint is
-# due or Ctrl-C was pressed (wall clock: it decides when to save, never what).
-_IDLE_SECONDS = 0.5
+# Runs a unit makes before it pauses: a few seconds of work (cow-rename's first subtree
+# is 7,000 of its 8,700 runs, 80 s), small next to what a pause costs (its path, sent
+# back and forth once).
+SLICE_RUNS = 200
+
+
+@dataclass(slots=True)
+class Paused:
+    """Where a paused unit goes on: its DPOR path and counters (dpor.explore's resume
+    triple; trace fingerprints left out, they went back with the slice) and the
+    coverage of its runs so far."""
+
+    nodes: list[dpor.Node]
+    res: dpor.DporResult
+    prefix_len: int
+    coverage: dict[str, int]
+
+
+class _Pause(Exception):
+    """Raised between two runs once a unit's slice is used up."""
+
+    def __init__(self, nodes: list[dpor.Node], res: dpor.DporResult, prefix_len: int) -> None:
+        super().__init__()
+        self.nodes, self.res, self.prefix_len = nodes, res, prefix_len
 
 
 @dataclass(slots=True)
 class Subtree:
-    """What one unit explored: its frozen path, totals, and the branches it asks for."""
+    """What one unit explored: its frozen path, totals, and the branches it asks for.
+    A paused unit's (`paused` set) are its totals so far, but for `traces`, which are
+    the fingerprints of this slice alone."""
 
     root: tuple[int, ...]
     path: tuple[int, ...]
@@ -85,35 +115,58 @@ class Subtree:
     coverage: dict[str, int] = field(default_factory=dict)
     traces: set[int] = field(default_factory=set)
     branches: list[tuple[int, int]] = field(default_factory=list)
+    paused: Paused | None = None
 
 
 def explore_subtree(scenario: Scenario, cfg: CheckConfig, bound: int | None,
-                    root: tuple[int, ...], depth: int) -> Subtree:
+                    root: tuple[int, ...], depth: int,
+                    progress: Callable[[int], None] | None = None,
+                    paused: Paused | None = None, slice_runs: int | None = None) -> Subtree:
     """DPOR below the frozen path that starts with `root` (a unit: deterministic, its
-    return value its only effect)."""
+    return value its only effect), going on from `paused` if given; with `slice_runs`
+    it pauses after that many runs (not when caching states: the cache would be lost).
+    `progress(1)` as each run starts (check.running.live.report)."""
     runs: list[Coverage] = []
+    coverage = {} if paused is None else dict(paused.coverage)
 
     def make(rec: Hooks) -> Execution:
         ex, cov = dpor_execution(scenario, cfg, rec)
         runs.append(cov)
+        if progress is not None:
+            progress(1)
         return ex
+    first = 0 if paused is None else paused.res.runs()
+
+    def between(nodes: list[dpor.Node], res: dpor.DporResult, prefix_len: int) -> None:
+        if slice_runs is not None and res.runs() - first >= slice_runs:
+            raise _Pause(nodes, res, prefix_len)
+    pause: _Pause | None = None
     with logging_accesses(cfg.race_detect):
-        r = dpor.explore(make, bound=bound, max_executions=cfg.max_executions,
-                         optimal=cfg.dpor == "optimal", cache_states=cfg.cache_states,
-                         cache_stride=CACHE_STRIDE, root=root, split=depth, estimate=False)
-    coverage: dict[str, int] = {}
-    for cov in runs:
+        try:
+            r = dpor.explore(make, bound=bound, max_executions=cfg.max_executions,
+                             optimal=cfg.dpor == "optimal", cache_states=cfg.cache_states,
+                             cache_stride=CACHE_STRIDE, root=root, split=depth,
+                             estimate=False, between=None if cfg.cache_states else between,
+                             resume=None if paused is None else
+                             (paused.nodes, paused.res, paused.prefix_len))
+        except _Pause as e:
+            pause, r = e, e.res
+    for cov in runs:            # between runs: the last run's coverage is complete
         tally(coverage, cov.labels)
+    keys, r.trace_keys = r.trace_keys, set()
     return Subtree(root, tuple(r.root), r.executions, r.sleep_blocked, r.steps,
                    r.cache_hits, r.exhaustive,
                    None if r.violation is None else picklable(r.violation),
-                   coverage, r.trace_keys, sorted(r.branches))
+                   coverage, keys, sorted(r.branches),
+                   None if pause is None else
+                   Paused(pause.nodes, r, pause.prefix_len, dict(coverage)))
 
 
 def check_split(scenario: Scenario, cfg: CheckConfig, runner: Runner, depth: int,
-                progress: Callable[[int], None] | None = None) -> ScenarioResult:
+                status: Callable[[str], None] | None = None) -> ScenarioResult:
     """Explore `scenario` with its tree's first `depth` nodes split into subtrees run
-    on `runner`, for each preemption bound in turn; stop at the first violation."""
+    on `runner`, for each preemption bound in turn; stop at the first violation.
+    `status(text)`: how the exploration stands, as units merge or pause."""
     t0 = time.perf_counter()
     bounds, reason = dpor_bounds(scenario, cfg)
     cfg = stateful_dpor(cfg, bounds)
@@ -124,7 +177,8 @@ def check_split(scenario: Scenario, cfg: CheckConfig, runner: Runner, depth: int
         for k in range(ck.start, len(bounds)):
             bound = bounds[k]
             ck.bound_index = k
-            part, n = _explore_split(scenario, cfg, runner, bound, depth, progress, ck)
+            where = _Where(scenario.name, bound, status)
+            part, n = _explore_split(scenario, cfg, runner, bound, depth, ck, where)
             ck.units += n
             _add(total, part)
             total.exhaustive = part.exhaustive
@@ -146,10 +200,26 @@ def check_split(scenario: Scenario, cfg: CheckConfig, runner: Runner, depth: int
                           cache_hits=total.cache_hits if cfg.cache_states else None)
 
 
+@dataclass(slots=True)
+class _Where:
+    """A split exploration's status line: subtrees merged of those found so far (the
+    only honest measure of how far it is: new subtrees appear as races are found)."""
+
+    name: str
+    bound: int | None
+    status: Callable[[str], None] | None
+
+    def tell(self, merged: int, roots: int, total: Subtree) -> None:
+        if self.status is None:
+            return
+        within = "" if self.bound is None else f" (<= {self.bound} preemptions)"
+        self.status(f"{self.name}{within}, split: {merged:,} of {roots:,} subtrees found so "
+                    f"far merged, {len(total.traces):,} distinct traces in them")
+
+
 def _explore_split(scenario: Scenario, cfg: CheckConfig, runner: Runner,
-                   bound: int | None, depth: int,
-                   progress: Callable[[int], None] | None,
-                   ck: _SplitCheckpoint | None = None) -> tuple[Subtree, int]:
+                   bound: int | None, depth: int, ck: _SplitCheckpoint | None = None,
+                   where: _Where | None = None) -> tuple[Subtree, int]:
     """One bound: every subtree, merged in position order (from where `ck` resumes
     it, if it does).  Returns the merged totals (exhaustive unless a violation or the
     execution cap stopped it) and the number of subtrees merged."""
@@ -158,21 +228,34 @@ def _explore_split(scenario: Scenario, cfg: CheckConfig, runner: Runner,
     explored: dict[tuple[int, ...], tuple[int, ...]] = {}   # frozen path -> its root
     total = Subtree((), ())
     merged = 0
+    partial: dict[int, Subtree] = {}      # position -> its unit's last pause
+    traces: dict[int, set[int]] = {}      # position -> fingerprints of its slices so far
     if ck is not None and ck.current is not None:
-        roots, explored, total, merged = ck.take_current()
-    offered = set(roots)
+        roots, explored, total, merged, partial = ck.take_current(bound)
+
+    def offer(pos: int) -> None:
+        p = partial.get(pos)
+        work.again(pos, explore_subtree, scenario, cfg, bound, roots[pos], depth,
+                   live.report, None if p is None else p.paused, SLICE_RUNS)
     for pos in range(merged, len(roots)):
-        work.offer(pos, explore_subtree, scenario, cfg, bound, roots[pos], depth)
+        offer(pos)
+    offered = set(roots)
     done: dict[int, Subtree] = {}
 
     def save_if_due() -> None:
         # Between merges (while waiting for units, too) the merged state is consistent.
         if ck is not None:
-            ck.maybe_save(roots, explored, total, merged)
-    for pos, sub in work.finished(idle=save_if_due if ck is not None else None,
-                                  every=_IDLE_SECONDS):
-        if progress is not None:
-            progress(sub.executions)
+            ck.maybe_save(roots, explored, total, merged, partial)
+    # While units run, every runners.POLL_SECONDS: is a checkpoint due, Ctrl-C pressed?
+    for pos, sub in work.finished(idle=save_if_due if ck is not None else None):
+        traces.setdefault(pos, set()).update(sub.traces)
+        if sub.paused is not None:
+            partial[pos] = sub
+            offer(pos)
+            save_if_due()
+            continue
+        partial.pop(pos, None)
+        sub.traces = traces.pop(pos)
         done[pos] = sub
         while merged in done:
             sub = done.pop(merged)
@@ -185,12 +268,14 @@ def _explore_split(scenario: Scenario, cfg: CheckConfig, runner: Runner,
                 if child in offered or _runs_as(child, explored):
                     continue
                 offered.add(child)
-                work.offer(len(roots), explore_subtree, scenario, cfg, bound, child, depth)
                 roots.append(child)
+                offer(len(roots) - 1)
             merged += 1
             if merged == len(roots):
                 work.stop_after(merged - 1)    # the closure is complete
                 return total, len(explored)
+        if where is not None:
+            where.tell(merged, len(roots), total)
         save_if_due()
     raise RuntimeError("bug in faultline: split exploration ended with units unmerged")
 
@@ -239,9 +324,10 @@ class _SplitCheckpoint:
     """--state / --resume for a split exploration.  The file records the run (as every
     checkpoint does, checkpoint.run_header), the split depth, the totals of the bounds
     finished, and for the bound in progress its roots in position order, the frozen
-    paths merged (with their roots), how many units merged and their totals; once the
-    exploration stopped, its outcome (`finished`).  Written as the exploration starts,
-    then at most every checkpoint_seconds as units merge or while waiting for them, as a
+    paths merged (with their roots), how many units merged and their totals, and each
+    paused unit's path, totals and branches so far (`partial`); once the exploration
+    stopped, its outcome (`finished`).  Written as the exploration starts, then at most
+    every checkpoint_seconds as units merge or pause or while waiting for them, as a
     bound ends, when it stops (any reason) and on Ctrl-C (check.running.interrupt).
     Traces are not kept: a resumed run's trace count covers its own part only."""
 
@@ -254,12 +340,13 @@ class _SplitCheckpoint:
         self.start = self.bound_index = 0
         self.bound: int | None = None      # a finished run's last bound
         self.current: dict[str, Any] | None = None
-        self.last = time.monotonic()
+        self.due = time.monotonic() + first_checkpoint(cfg)
         if cfg.resume is not None:
             self._load(cfg.resume)
         if cfg.state:
             # At once: the file exists (and its path is known to work) from the start.
             self._save(self.start, self.current)
+            self.due = time.monotonic() + first_checkpoint(cfg)
 
     def _load(self, doc: dict[str, Any]) -> None:
         from faultline.check.running.checkpoint import check_belongs
@@ -285,28 +372,33 @@ class _SplitCheckpoint:
         return (f"checkpoint saved in {self.cfg.state}; faultline check --resume "
                 f"{self.cfg.state} continues")
 
-    def take_current(self) -> tuple[list[tuple[int, ...]], dict[tuple[int, ...], tuple[int, ...]],
-                                    Subtree, int]:
+    def take_current(self, bound: int | None
+                     ) -> tuple[list[tuple[int, ...]], dict[tuple[int, ...], tuple[int, ...]],
+                                Subtree, int, dict[int, Subtree]]:
         """The bound in progress as the checkpoint left it (once: later bounds start
-        afresh): roots, merged frozen paths -> roots, merged totals, units merged."""
+        afresh): roots, merged frozen paths -> roots, merged totals, units merged, and
+        the paused units by position."""
         cur = self.current
         assert cur is not None
         self.current = None
         roots = [tuple(r) for r in cur["roots"]]
         explored = {tuple(p): tuple(r) for p, r in cur["explored"]}
-        return roots, explored, _totals_in(cur["totals"]), cur["merged"]
+        partial = {pos: _partial_in(roots[pos], d, bound) for pos, d in cur["partial"]}
+        return roots, explored, _totals_in(cur["totals"]), cur["merged"], partial
 
     def maybe_save(self, roots: list[tuple[int, ...]],
                    explored: dict[tuple[int, ...], tuple[int, ...]], total: Subtree,
-                   merged: int) -> None:
+                   merged: int, partial: dict[int, Subtree]) -> None:
         if not self.cfg.state:
             return
         stop = interrupt.requested()
-        if stop or time.monotonic() - self.last >= self.cfg.checkpoint_seconds:
+        if stop or time.monotonic() >= self.due:
             self._save(self.bound_index, {
                 "roots": [list(r) for r in roots],
                 "explored": [[list(p), list(r)] for p, r in explored.items()],
-                "merged": merged, "totals": _totals_out(total, len(explored))})
+                "merged": merged, "totals": _totals_out(total, len(explored)),
+                "partial": [[pos, _partial_out(partial[pos])] for pos in sorted(partial)
+                            if pos >= merged]})
         if stop:
             raise interrupt.Interrupted(self._hint())
 
@@ -331,7 +423,7 @@ class _SplitCheckpoint:
             **run_header(self.scenario, self.cfg), "split": self.depth,
             "bound_index": index, "totals": _totals_out(self.total, self.units),
             "current": current, "finished": finished})
-        self.last = time.monotonic()
+        self.due = time.monotonic() + self.cfg.checkpoint_seconds
 
 
 def _totals_out(t: Subtree, units: int) -> dict[str, Any]:
@@ -342,3 +434,28 @@ def _totals_out(t: Subtree, units: int) -> dict[str, Any]:
 def _totals_in(d: dict[str, Any]) -> Subtree:
     return Subtree((), (), executions=d["executions"], sleep_blocked=d["sleep_blocked"],
                    steps=d["steps"], cache_hits=d["cache_hits"], coverage=dict(d["coverage"]))
+
+
+def _partial_out(sub: Subtree) -> dict[str, Any]:
+    """A paused unit as checkpoint data: its path, counters, coverage and branches."""
+    from faultline.check.running.checkpoint import dump_path
+    p = sub.paused
+    assert p is not None
+    return {"nodes": dump_path(p.nodes), "prefix_len": p.prefix_len,
+            "totals": {"executions": p.res.executions, "sleep_blocked": p.res.sleep_blocked,
+                       "steps": p.res.steps, "cache_hits": p.res.cache_hits,
+                       "coverage": p.coverage},
+            "branches": sorted([k, q] for k, q in p.res.branches)}
+
+
+def _partial_in(root: tuple[int, ...], d: dict[str, Any], bound: int | None) -> Subtree:
+    """Inverse of _partial_out: a Subtree whose unit goes on from its pause."""
+    from faultline.check.running.checkpoint import load_path
+    t = d["totals"]
+    res = dpor.DporResult(executions=t["executions"], sleep_blocked=t["sleep_blocked"],
+                          steps=t["steps"], cache_hits=t["cache_hits"],
+                          preemption_bound=bound,
+                          branches={(k, q) for k, q in d["branches"]})
+    paused = Paused(load_path(d["nodes"]), res, d["prefix_len"], dict(t["coverage"]))
+    return Subtree(root, (), res.executions, res.sleep_blocked, res.steps, res.cache_hits,
+                   coverage=dict(t["coverage"]), paused=paused)
