@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,18 +77,23 @@ class Thread:
         return await_site(self.coro)
 
 
-def await_site(coro: Any) -> tuple[str, int, str] | None:
-    """Walk a suspended coroutine's cr_await chain to the innermost non-rt frame."""
-    best = None
+def model_frames(coro: Any) -> Iterator[tuple[str, int, str]]:
+    """(file, line, function) of each non-rt frame down a suspended coroutine's cr_await
+    chain, outermost first."""
     while coro is not None:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
         if frame is None:
             break
         path = frame.f_code.co_filename
         if "/faultline/rt/" not in path:
-            best = (path, frame.f_lineno, frame.f_code.co_name)
+            yield (path, frame.f_lineno, frame.f_code.co_name)
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return best
+
+
+def await_site(coro: Any) -> tuple[str, int, str] | None:
+    """The innermost non-rt frame of a suspended coroutine (model_frames' last)."""
+    frames = tuple(model_frames(coro))
+    return frames[-1] if frames else None
 
 
 # ---------------------------------------------------------------- protocols

@@ -20,7 +20,7 @@ from typing import Any
 
 from faultline.check.search.dependency import Access, footprint, ordered
 from faultline.rt import ops
-from faultline.rt.execution import Execution, Hooks, Thread
+from faultline.rt.execution import Execution, Hooks, Thread, model_frames
 from faultline.rt.trace import describe_op
 
 DOT_WINDOW = 36               # steps drawn by default: the violation's window
@@ -72,18 +72,8 @@ class FootprintRecorder(Hooks):
 
 def model_stack(coro: Any) -> tuple[Site, ...]:
     """The (file, line, function) of every model frame (not rt's) down a suspended
-    coroutine's cr_await chain, outermost first (rt.execution.await_site's innermost
-    is the last)."""
-    out: list[Site] = []
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is None:
-            break
-        path = frame.f_code.co_filename
-        if "/faultline/rt/" not in path:
-            out.append((path, frame.f_lineno, frame.f_code.co_name))
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return tuple(out)
+    coroutine's cr_await chain, outermost first."""
+    return tuple(model_frames(coro))
 
 
 def _quote(s: str) -> str:

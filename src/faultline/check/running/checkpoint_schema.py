@@ -244,14 +244,20 @@ def _seq_current(value: Any, name: str) -> None:
     only_keys(c, frozenset((*_COUNTERS, "nodes", "prefix_len")), f"{name}.")
     _totals({k: v for k, v in c.items() if k not in ("nodes", "prefix_len")}, name,
             _COUNTERS)
+    _dpor_path(c, name)
+
+
+def _dpor_path(c: dict[str, Any], name: str) -> list[Any]:
+    # A DPOR path: its nodes, and the prefix to replay, which between two executions
+    # is the whole path (dpor.explore).
     nodes = array(field(c, "nodes", f"{name}."), f"{name}.nodes", MAX_PATH)
     for i, node in enumerate(nodes):
         _node(node, f"{name}.nodes[{i}]")
-    # Between two executions the next prefix is the whole path (dpor.explore).
     prefix = integer(field(c, "prefix_len", f"{name}."), f"{name}.prefix_len")
     if not nodes or prefix != len(nodes):
         raise SchemaError(f"{name}.prefix_len: expected the path's length {len(nodes)} "
                           f"(at least 1), got {prefix}")
+    return nodes
 
 
 def _path(value: Any, name: str) -> tuple[int, ...]:
@@ -299,13 +305,7 @@ def _partials(value: Any, name: str, merged: int, roots: int) -> None:
         last = pos
         p = mapping(d, f"{where}[1]")
         only_keys(p, frozenset(("nodes", "prefix_len", "totals", "branches")), f"{where}[1].")
-        nodes = array(field(p, "nodes", f"{where}[1]."), f"{where}[1].nodes", MAX_PATH)
-        for j, node in enumerate(nodes):
-            _node(node, f"{where}[1].nodes[{j}]")
-        prefix = integer(field(p, "prefix_len", f"{where}[1]."), f"{where}[1].prefix_len")
-        if not nodes or prefix != len(nodes):
-            raise SchemaError(f"{where}[1].prefix_len: expected the path's length "
-                              f"{len(nodes)} (at least 1), got {prefix}")
+        nodes = _dpor_path(p, f"{where}[1]")
         t = _totals(field(p, "totals", f"{where}[1]."), f"{where}[1].totals", _COUNTERS,
                     ("coverage",))
         _coverage(t["coverage"], f"{where}[1].totals.coverage")
