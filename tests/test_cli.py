@@ -281,7 +281,7 @@ def test_the_short_catalog_is_one_line_per_scenario() -> None:
 
 
 def test_a_table_drops_columns_by_priority_and_never_cuts_a_key_cell() -> None:
-    from faultline.cli.mutants_cmd import _table
+    from faultline.cli.mutants_cmd import mutant_table
     rows = [{"mutant": "deallocate-before-unbusy", "caught": False, "not_a_bug": False,
              "scenarios": [], "violation_kind": None, "executions_to_violation": None,
              "seconds": 12.5, "counterexample_steps": None},
@@ -292,7 +292,7 @@ def test_a_table_drops_columns_by_priority_and_never_cuts_a_key_cell() -> None:
 
     def at(width: int) -> str:
         console = Console(width=width, record=True, file=io.StringIO())
-        console.print(_table(rows))
+        console.print(mutant_table(rows))
         return console.export_text()
 
     assert "not shown" not in at(200) and "123,456" in at(200)

@@ -91,7 +91,7 @@ def mutants(
                 t0 = time.perf_counter()
                 results = check_many(chosen, cfg, jobs, use_ray=ray is not None,
                                      ray_address=None if ray in (None, "local") else ray)
-                rows.append(_row(cls, strategy, results, time.perf_counter() - t0))
+                rows.append(mutant_row(cls, strategy, results, time.perf_counter() - t0))
                 bar.advance()
         finally:
             bar.close()
@@ -99,7 +99,7 @@ def mutants(
     if json_out:
         _emit_json(rows)
     else:
-        out.print(_table(rows))
+        out.print(mutant_table(rows))
         caught = sum(r["caught"] for r in rows)
         _say(out, f"{caught} of {plural(len(rows), 'seeded bug')} caught"
                   + (f"; {len(survivors)} survived: "
@@ -116,8 +116,8 @@ def _probes(cls: type[Mutant], catalog: Sequence[Scenario]) -> list[Scenario]:
     return [by_name[p] for p in cls.probes]
 
 
-def _row(cls: type[Mutant], strategy: str, results: Sequence[ScenarioResult],
-         seconds: float) -> dict[str, Any]:
+def mutant_row(cls: type[Mutant], strategy: str, results: Sequence[ScenarioResult],
+               seconds: float) -> dict[str, Any]:
     """The JSON row of one mutant: the first scenario (in probe order) that caught it."""
     bad = [r for r in results if r.verdict == "violation"]
     first = bad[0] if bad else None
@@ -137,7 +137,7 @@ def _row(cls: type[Mutant], strategy: str, results: Sequence[ScenarioResult],
     }
 
 
-def _table(rows: Sequence[dict[str, Any]]) -> FitTable:
+def mutant_table(rows: Sequence[dict[str, Any]]) -> FitTable:
     """One row per seeded bug; on a narrow terminal the figures go first."""
     cols = [Col("mutant"), Col("verdict"), Col("caught by", wrap=True),
             Col("violation", drop=4), Col("executions", drop=3, justify="right"),

@@ -152,7 +152,7 @@ def sim(
         wall = time.perf_counter() - t0
         docs = [p.to_json() for p in points]
         if out_dir is not None:
-            written = _write_outputs(out_dir, points, docs)
+            written = write_sim_outputs(out_dir, points, docs)
         if json_out:
             _emit_json(docs)
             return
@@ -185,8 +185,8 @@ def _writable_dir(path: Path) -> None:
         raise BadInput(f"--out: {path} is not writable")
 
 
-def _write_outputs(out_dir: Path, points: Sequence[SimPoint], docs: list[dict[str, Any]]
-                   ) -> list[Path]:
+def write_sim_outputs(out_dir: Path, points: Sequence[SimPoint],
+                      docs: list[dict[str, Any]]) -> list[Path]:
     """points.json, the plots, and per curve the largest point's flame graph and trace."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -50,8 +50,8 @@ from faultline.cli.common import (
     _reported,
     _say,
 )
-from faultline.cli.mutants_cmd import _row, _table
-from faultline.cli.sim_cmd import TRACE_WINDOW_NS, _write_outputs
+from faultline.cli.mutants_cmd import mutant_row, mutant_table
+from faultline.cli.sim_cmd import TRACE_WINDOW_NS, write_sim_outputs
 from faultline.kern.mutants import MUTANTS
 from faultline.report.sim_tables import lock_table, series_of, shift_lines, sweep_table
 from faultline.report.tables import explored, is_expected
@@ -186,12 +186,12 @@ def _mutants(out: Console, plan: Plan, jobs: int, res: Path) -> list[dict[str, A
                                 if by_name[p].expect.get(cls.base) != "violation"],
               plan.mutant_budget) for cls in hunted]
     done = _in_parallel(units, jobs, "seeded bugs", "mutants")
-    rows = [{**_row(cls, "dpor", results, seconds), "max_executions": plan.mutant_budget}
+    rows = [{**mutant_row(cls, "dpor", results, seconds), "max_executions": plan.mutant_budget}
             for cls, (results, seconds) in zip(hunted, done)]
-    rows += [{**_row(cls, "dpor", [], 0.0), "explored": False,
+    rows += [{**mutant_row(cls, "dpor", [], 0.0), "explored": False,
               "max_executions": plan.mutant_budget}
              for cls in MUTANTS.values() if cls not in hunted]
-    out.print(_table(rows))
+    out.print(mutant_table(rows))
     caught = sum(r["caught"] for r in rows)
     _say(out, f"{caught} of {plural(len(rows), 'seeded bug')} caught; the rest are argued "
               f"not a bug in their docstrings (docs/mutants.md)")
@@ -223,7 +223,7 @@ def _contention(out: Console, plan: Plan, jobs: int, sim_dir: Path) -> list[Path
         out.print(lock_table(curve[-1], top=4))
     for line in shift_lines(points):
         _say(out, line)
-    written = _write_outputs(sim_dir, points, [p.to_json() for p in points])
+    written = write_sim_outputs(sim_dir, points, [p.to_json() for p in points])
     return [p for p in written if p.suffix in (".json", ".svg")]
 
 

@@ -80,21 +80,17 @@ def blind_add(obj: Any, field: str, delta: int) -> None:
     detection like any write, and in the step's footprint as a blind add ("add", which
     commutes with another; a plain write would race with it), still a write to
     observers that skip checks after steps that wrote nothing."""
-    log = footprint_log
-    if log is not None:
-        log_field(log, obj, field, "add")
-    acc = access_log
-    if acc is not None:
-        acc.append((obj, field, True, _site(sys._getframe(1))))
+    _log_write(obj, field, True, "add")
     object.__setattr__(obj, field, getattr(obj, field) + delta)
 
 
-def _log_write(obj: Any, field: str, kind: Any) -> None:
-    # A write for the DPOR footprint and, in race detection, for the access log
-    # (`kind`: True plain, INLINE_ATOMIC atomic), sited at the model code that made it.
+def _log_write(obj: Any, field: str, kind: Any, footprint: str = "w") -> None:
+    # A write for the DPOR footprint (`footprint`: "w", or "add" for a blind add) and, in
+    # race detection, for the access log (`kind`: True plain, INLINE_ATOMIC atomic),
+    # sited at the model code that made it (the caller's caller).
     log = footprint_log
     if log is not None:
-        log_field(log, obj, field, "w")
+        log_field(log, obj, field, footprint)
     acc = access_log
     if acc is not None:
         acc.append((obj, field, kind, _site(sys._getframe(2))))
