@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from faultline.check.explore import CheckConfig, replay
-from faultline.check.running.parallel import check_many
+from faultline.check.running.parallel import check_many, longest_first
+from faultline.check.running.runners import InlineRunner, Ordered
 from faultline.check.search import portfolio
 from faultline.cli.app import app
 from faultline.scenario.loader import load_scenario
@@ -143,3 +144,31 @@ def test_a_stateful_tree_is_not_split_unless_asked() -> None:
     assert json.dumps(one.to_json()) == json.dumps(two.to_json())
     split = check_many([s], dataclasses.replace(cfg, split=2), 2)[0]
     assert split.subtrees and split.verdict == "pass" and split.exhaustive
+
+
+def test_units_are_dealt_in_the_order_asked_and_read_in_position_order() -> None:
+    ran: list[int] = []
+
+    def unit(i: int) -> int:
+        ran.append(i)
+        return i * 10
+    work = Ordered(InlineRunner(), 4)
+    for i in range(4):
+        work.offer(i, unit, i)
+    work.deal_first([2, 0])
+    assert sorted(p for p, _ in work.finished()) == [0, 1, 2, 3]
+    assert ran == [2, 0, 1, 3]
+    assert work.needed() == [0, 10, 20, 30]
+
+
+def test_the_catalog_is_dealt_costliest_first() -> None:
+    names = ["swapin-vs-munmap", "shared-shadow-inval-block-xfer", "rw-race-shadow",
+             "cow-vs-collapse"]
+    scen = [load_scenario(n) for n in names]
+    order = longest_first(scen, CheckConfig(strategy="dpor"))
+    assert sorted(order) == [0, 1, 2, 3]
+    # Two preemptions and four threads before two preemptions and three; the stateful
+    # (unbounded) ones last, the one with the shortest runs last of all.
+    assert [names[i] for i in order] == ["shared-shadow-inval-block-xfer",
+                                         "cow-vs-collapse", "rw-race-shadow",
+                                         "swapin-vs-munmap"]

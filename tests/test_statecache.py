@@ -324,6 +324,28 @@ def test_key_changes_with_the_model_state_and_the_context() -> None:
     assert keys["changed"] != keys["before"] and keys["asleep"] != keys["before"]
 
 
+def test_statistics_are_history_but_names_to_come_are_state() -> None:
+    """Vm.counters (v_cow_faults, object_collapses...) decide nothing later: two runs
+    that reach one state with different counts share a key.  The next map entry's
+    name does decide later footprints, so it stays in the key."""
+    keys: dict[str, bytes | None] = {}
+
+    class Poke(Hooks):
+        def choose(self, ex: Execution, enabled: Sequence[Thread]) -> Thread:
+            if ex.steps == 60:
+                vm = next(o.vm for o in ex.observers if hasattr(o, "vm"))
+                keys["before"] = state_key(ex)
+                vm.count("v_cow_faults")
+                vm.count("a statistic never counted before")
+                keys["counted"] = state_key(ex)
+                vm.serial()
+                keys["named"] = state_key(ex)
+            return enabled[0]
+    build_execution(load_scenario("cow-rename"), "sbusy", Poke(), [])[0].run()  # type: ignore[arg-type]
+    assert keys["before"] is not None and keys["counted"] == keys["before"]
+    assert keys["named"] != keys["before"]
+
+
 def test_key_changes_with_what_the_oracle_would_accept() -> None:
     """The oracle's open copy windows and a file page's truncation decide later
     verdicts, so they are state (docs/model.md D14)."""

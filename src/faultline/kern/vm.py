@@ -9,7 +9,7 @@ policy decisions or fault logic.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from faultline.kern.vm_page import VmPage, locked_by
 from faultline.rt.context import Tracked
@@ -65,10 +65,15 @@ class Vm:
     reserv_seed: int = 0               # seeds where reservations land (_reserv_frame)
     keep_pages: bool = True            # keep every page in `pages` (invariants walk it)
     next_oid: int = 1
+    next_eid: int = 1                  # map entries' stable names (serial())
     domain: VmDomain = field(default_factory=VmDomain)
     prefault: bool = True              # vm_fault_prefault and exec's MAP_PREFAULT
-    counters: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)   # VM_CNT_INC statistics
     extra: dict[str, Any] = field(default_factory=dict)
+    # History, not state: the statistics decide no later step and no verdict, so two
+    # runs that reach one state with different counts are one state to
+    # check.search.statecache (docs/state-caching.md, section 1).
+    fl_history: ClassVar[frozenset[str]] = frozenset({"counters"})
 
     def __post_init__(self) -> None:
         self.pv_list_locks = [
@@ -108,7 +113,7 @@ class Vm:
 
     def serial(self) -> int:
         """A fresh allocation number (map entries' stable names)."""
-        self.counters["serial"] = n = self.counters.get("serial", 0) + 1
+        n, self.next_eid = self.next_eid, self.next_eid + 1
         return n
 
     def count(self, what: str) -> None:

@@ -31,6 +31,7 @@ from faultline.check.running import live
 from faultline.check.running.runners import Ordered, Runner, open_runner
 from faultline.check.running.units import chunks, merge_runs, run_chunk
 from faultline.check.search import portfolio, split
+from faultline.check.search.strategies import RandomStrategy
 from faultline.scenario.spec import Scenario
 
 STRATEGIES = (*explore.STRATEGIES, portfolio.NAME)
@@ -145,14 +146,36 @@ def _splits(s: Scenario, cfg: CheckConfig, depth: int) -> bool:
 def _whole(runner: Runner, scenarios: Sequence[Scenario], cfg: CheckConfig,
            finished: Callable[[int, ScenarioResult], None] | None = None
            ) -> list[ScenarioResult]:
-    """One unit per scenario, each reporting its executions and DPOR status live."""
+    """One unit per scenario, each reporting its executions and DPOR status live; with
+    more scenarios than workers the costliest are dealt first."""
     work = Ordered(runner, len(scenarios))
     for i, s in enumerate(scenarios):
         work.offer(i, explore.check_scenario, s, cfg, live.report, live.status)
+    if 1 < runner.width < len(scenarios):
+        work.deal_first(longest_first(scenarios, cfg))
     for i, r in work.finished():
         if finished is not None:
             finished(i, r)
     return work.needed()
+
+
+def longest_first(scenarios: Sequence[Scenario], cfg: CheckConfig) -> list[int]:
+    """Positions of `scenarios` by their guessed DPOR cost, costliest first (longest
+    processing time first: the last unit to start should be a short one, not the
+    catalog's longest).  A DPOR tree within b preemptions grows about as a run's length
+    times the threads to the power b + 1; a stateful exploration (unbounded, with the
+    cache) is guessed as one such power, a stateless unbounded one as four.  The
+    guess orders units only: results do not depend on it."""
+    def cost(s: Scenario) -> float:
+        bound = explore.dpor_bounds(s, cfg)[0][-1]
+        power = bound + 1 if bound is not None else (
+            1 if explore.stateful_dpor(cfg, [None]).cache_states else 4)
+        ex = explore.build_execution(s, cfg.policy, RandomStrategy(0), [],
+                                     every_step=False)[0]
+        ex.run()
+        return ex.steps * max(len(s.threads), 1) ** power
+    costs = [cost(s) for s in scenarios]
+    return sorted(range(len(scenarios)), key=lambda i: (-costs[i], i))
 
 
 def _auto_split(cfg: CheckConfig) -> bool:

@@ -218,6 +218,13 @@ class Ordered:
         self.inflight: dict[Any, int] = {}
         self.values: dict[int, Any] = {}
         self.settled: list[int] = []           # settled, not yet yielded
+        self.rank: dict[int, int] = {}         # deal order (deal_first); else positions
+
+    def deal_first(self, order: Sequence[int]) -> None:
+        """Submit offered positions in `order` (positions it leaves out go after it, in
+        position order) instead of lowest first.  Values are still `needed` in
+        position order, so only the wall time can change."""
+        self.rank = {p: i for i, p in enumerate(order)}
 
     def offer(self, pos: int, fn: Callable[..., Any], *args: Any) -> None:
         """Position `pos` is `fn(*args)`."""
@@ -277,8 +284,10 @@ class Ordered:
                 yield p, self.values[p]
 
     def _fill(self) -> None:
-        # The lowest positions first: with one worker that is exactly position order.
-        for p in sorted(self.offered):
+        # The lowest positions first (with one worker that is exactly position order),
+        # unless deal_first gave an order.
+        n = len(self.rank)
+        for p in sorted(self.offered, key=lambda p: self.rank.get(p, n + p)):
             if len(self.inflight) >= self.runner.window:
                 break
             fn, args = self.offered.pop(p)

@@ -65,7 +65,8 @@ class _Uncanonical(Exception):
 _ATOMS = (int, str, bool, float, bytes, type(None))
 _fields_cache: dict[type, tuple[str, ...]] = {}
 # Fields that are bookkeeping, not state: a thread's step count decides nothing but the
-# wording of a "no progress" verdict (docs/state-caching.md, section 1).
+# wording of a "no progress" verdict (docs/state-caching.md, section 1).  A model class
+# names its own in `fl_history` (kern.vm.Vm's statistics).
 _NOT_STATE: dict[type, frozenset[str]] = {Thread: frozenset({"steps"})}
 
 
@@ -82,11 +83,16 @@ def _field_names(cls: type) -> tuple[str, ...]:
                     if s not in found and s not in ("__dict__", "__weakref__"):
                         found.append(s)
             names = tuple(found)
-        skip = _NOT_STATE.get(cls)
+        skip = _history(cls)
         if skip:
             names = tuple(n for n in names if n not in skip)
         _fields_cache[cls] = names
     return names
+
+
+def _history(cls: type) -> frozenset[str]:
+    """The fields of `cls` that are history, not state (left out of the key)."""
+    return _NOT_STATE.get(cls) or getattr(cls, "fl_history", frozenset())
 
 
 def _plain(t: type) -> bool:
@@ -278,7 +284,8 @@ class _Encoder:
     def _fields(self, x: Any, t: type, tag: str) -> None:
         names = _field_names(t)
         d = getattr(x, "__dict__", None)
-        extra = sorted(k for k in d if k not in names) if d and len(d) != len(names) else []
+        extra = (sorted(k for k in d if k not in names and k not in _history(t))
+                 if d and len(d) != len(names) else [])
         out = self.out
         out.append((tag, t.__module__, t.__qualname__, len(names) + len(extra)))
         for name in names:
