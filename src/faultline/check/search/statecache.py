@@ -284,8 +284,10 @@ class _Encoder:
     def _fields(self, x: Any, t: type, tag: str) -> None:
         names = _field_names(t)
         d = getattr(x, "__dict__", None)
-        extra = (sorted(k for k in d if k not in names and k not in _history(t))
-                 if d and len(d) != len(names) else [])
+        extra = []
+        if d and len(d) != len(names):         # attributes beyond the fields (Vm's)
+            history = _history(t)
+            extra = sorted(k for k in d if k not in names and k not in history)
         out = self.out
         out.append((tag, t.__module__, t.__qualname__, len(names) + len(extra)))
         for name in names:
