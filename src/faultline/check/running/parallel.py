@@ -5,7 +5,8 @@ What lives here: `check_many`, which checks a list of scenarios on this process,
 (random, pct) split each scenario's runs into chunks of consecutive run numbers
 (`units.run_chunk`); a chunk stops at its first violation, and `units.merge_runs`
 counts runs in order up to the first violating run number.  DPOR explores one scenario
-per unit (`explore.check_scenario`), or, when there are more workers than scenarios or
+per unit (`explore.check_scenario`; with more scenarios than workers the costliest are
+dealt first, `longest_first`), or, when there are more workers than scenarios or
 --split says so, deals each scenario's tree out as subtrees (`check.search.split`; a
 stateful exploration only if --split says so: subtrees share no state cache); a
 checkpointed (--state) exploration that is not split runs in this process whatever

@@ -208,7 +208,8 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 class Ordered:
     """Units at positions 0..n-1 on a runner.  `offer` makes a position runnable (it
     may be offered late, once an earlier value is known), `settle` gives a value
-    without running anything, `stop_after` says later positions are not needed.
+    without running anything, `stop_after` says later positions are not needed,
+    `deal_first` says which offered positions to submit first.
     `finished` yields (position, value) as units finish, until every needed position
     has a value; `needed` is then the values in position order."""
 
