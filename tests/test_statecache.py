@@ -4,6 +4,7 @@ the cache does (docs/state-caching.md says why)."""
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import random
@@ -18,7 +19,7 @@ import pytest
 from faultline.check.explore import CheckConfig, build_execution, check_scenario
 from faultline.check.running import checkpoint
 from faultline.check.search.dpor import DporResult, explore
-from faultline.check.search.statecache import StateCache, state_key
+from faultline.check.search.statecache import StateCache, _digest, state_key
 from faultline.check.search.strategies import RandomStrategy
 from faultline.check.search.validation import (
     BUGGY,
@@ -303,6 +304,22 @@ def test_key_is_the_same_in_every_process() -> None:
         out.add(subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True,
                                text=True, check=True).stdout)
     assert len(out) == 1
+
+
+def test_digest_tells_tokens_apart_by_type_and_value_alone() -> None:
+    """The digest reads marshal's format 2: equal strings digest alike however they
+    were made (interned or built), a bool is not an int, and a token marshal cannot
+    write (an int subclass in an fl_key) falls back to repr rather than failing."""
+    built = "".join(["ob", "ject"])
+    assert built is not sys.intern("object")   # two equal strings, one interned
+    assert _digest([("K", (built, 0))]) == _digest([("K", ("object", 0))])
+    assert _digest([True, 1]) != _digest([1, 1]) != _digest([1.0, 1])
+    assert _digest([("T", 2), "a", "b"]) != _digest([("T", 2), "ab", ""])
+
+    class Prot(enum.IntEnum):
+        READ = 1
+    assert _digest([("K", (Prot.READ, 0))]) == _digest([("K", (Prot.READ, 0))])
+    assert _digest([("K", (Prot.READ, 0))]) != _digest([("K", (1, 0))])
 
 
 def test_key_changes_with_the_model_state_and_the_context() -> None:

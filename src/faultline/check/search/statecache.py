@@ -19,7 +19,8 @@ What the digest covers:
     ranges; the lock-order graph's edges.  Coverage
     labels decide no verdict and are left out; so are the oracle's access count and
     the wording of witness edges (messages, not verdicts).  Any other observer either
-    says what of its state matters (a `cache_state()` method returning it) or makes
+    says what of its state matters (a `cache_state()` method returning it), says it
+    decides no verdict (`decides_no_verdict = True`: the setup image's taker), or makes
     the key None.
 
 Canonical form: objects with an `fl_key` are named by it (the names footprints use),
@@ -36,6 +37,7 @@ import dataclasses
 import enum
 import gc
 import hashlib
+import marshal
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -415,7 +417,8 @@ def _encode(ex: Execution, extra: Any, skip: tuple[Any, ...] = ()) -> list[Any]:
             queues.append((enc.name_of(chan), tuple(t.tid for t in q)))
     enc.out.append(("sleepq", tuple(sorted(queues, key=repr))))
     for o in ex.observers:
-        if o is ex.strategy or type(o) is Coverage or o in skip:
+        if (o is ex.strategy or type(o) is Coverage or o in skip
+                or getattr(o, "decides_no_verdict", False)):
             continue                        # the explorer's own state; no verdict
         own = getattr(o, "cache_state", None)
         if own is not None:
@@ -449,7 +452,20 @@ def state_key(ex: Execution, extra: Any = None, skip: tuple[Any, ...] = ()) -> b
         tokens = _encode(ex, extra, skip)
     except _Uncanonical:
         return None
-    return hashlib.blake2b(repr(tokens).encode(), digest_size=20).digest()
+    return _digest(tokens)
+
+
+def _digest(tokens: list[Any]) -> bytes:
+    """Hash a token list.  marshal's format 2 writes the atoms and tuples tokens are
+    made of by type and value alone (no back-references, no interning flag, bools
+    apart from ints), and four times as fast as repr; a token marshal refuses (an int
+    or str subclass inside an fl_key) sends the whole list through repr instead.  The
+    leading byte keeps the two encodings' digests apart."""
+    try:
+        data = b"m" + marshal.dumps(tokens, 2)
+    except ValueError:
+        data = b"r" + repr(tokens).encode()
+    return hashlib.blake2b(data, digest_size=20).digest()
 
 
 def describe_state(ex: Execution, extra: Any = None, skip: tuple[Any, ...] = ()) -> list[Any]:
