@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from table import print_table
 
 from faultline.check.explore import CACHE_STRIDE, CheckConfig, dpor_bounds, dpor_execution
+from faultline.check.running.setup_image import SetupImage
 from faultline.check.search import dpor
 from faultline.rt.execution import Execution, Hooks
 from faultline.scenario.loader import catalog_names, load_scenario
@@ -47,8 +48,10 @@ def explore(scenario: Scenario, policy: str, bound: int | None, stateful: bool,
     """One exploration as `check --strategy dpor` makes it; its result and CPU time."""
     cfg = CheckConfig(policy=policy, strategy="dpor", shrink=False)
 
+    image = SetupImage()
+
     def make(rec: Hooks) -> Execution:
-        return dpor_execution(scenario, cfg, rec)[0]
+        return dpor_execution(scenario, cfg, rec, image)[0]
     t0 = time.process_time()
     r = dpor.explore(make, bound=bound, max_executions=cap, optimal=not stateful,
                      cache_states=stateful, cache_stride=CACHE_STRIDE, estimate=False)

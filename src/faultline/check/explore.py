@@ -16,6 +16,7 @@ Must not be added: rendering (report) or CLI parsing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from faultline.check.judging.coverage import Coverage, tally
 from faultline.check.judging.invariants import StructureChecker, explain_va
 from faultline.check.judging.racedetect import RaceDetector
 from faultline.check.running import interrupt
+from faultline.check.running.setup_image import SetupImage
 from faultline.check.search import dpor
 from faultline.check.search.gauge import Gauge
 from faultline.check.search.shrink import Budget, Shrunk, attempt
@@ -124,21 +126,27 @@ class RunResult:
 
 def build_execution(scenario: Scenario, policy: str, strategy: Strategy,
                     first: list[Hooks], *, every_step: bool = True, npv_locks: int = 8,
-                    race_detect: bool = False, checked_from: int = 0
+                    race_detect: bool = False, checked_from: int = 0,
+                    image: SetupImage | None = None
                     ) -> tuple[Execution, Coverage, MemoryOracle]:
     """A fresh execution of `scenario` with every verdict observer attached after the
     observers in `first` (a trace recorder, a DPOR path...), ready to run.  With
     `race_detect` the race detector comes first among them (a race is the root cause of
-    whatever else breaks in its step); run it inside rt.context.logging_accesses()."""
+    whatever else breaks in its step); run it inside rt.context.logging_accesses().
+    With `image` (not yet taken; `strategy` is DPOR's path recorder and the only one
+    in `first`), the run takes it when its setup is done."""
     world = World(scenario, policy, npv_locks)
     vm = world.vm
     cov = Coverage()
-    oracle = MemoryOracle(scenario, lambda proc, va: explain_va(vm, proc, va))
+    oracle = MemoryOracle(scenario, functools.partial(explain_va, vm))
     race: list[Hooks] = [RaceDetector()] if race_detect else []
     # End-of-run invariants if the caller (--end-invariants) or the scenario asks.
     every_step = every_step and not scenario.check.end_invariants
-    observers: list[Hooks] = [*first, *race, oracle, cov, Witness(),
-                              StructureChecker(vm, every_step, checked_from)]
+    verdicts: list[Hooks] = [oracle, cov, Witness(), StructureChecker(vm, every_step, checked_from)]
+    observers: list[Hooks] = [*first, *race, *verdicts]
+    if image is not None and not image.tried:
+        assert isinstance(strategy, dpor._PathStrategy) and first == [strategy] and not race
+        observers.append(image.taker(world, strategy, verdicts))
     ex = Execution(strategy, observers, scenario.step_bound)
     ex.spawn("setup", "-", world.setup())
     return ex, cov, oracle
@@ -246,9 +254,10 @@ def check_scenario_dpor(scenario: Scenario, cfg: CheckConfig,
     cfg = stateful_dpor(cfg, bounds)
     ck = _Checkpointer(scenario, cfg, bounds)
     runs: list[Coverage] = []
+    image = SetupImage()                # every bound's runs start after the same setup
 
     def make(rec: Hooks) -> Execution:
-        ex, cov = dpor_execution(scenario, cfg, rec)
+        ex, cov = dpor_execution(scenario, cfg, rec, image)
         runs.append(cov)
         if progress is not None:
             progress(1)
@@ -361,16 +370,29 @@ def dpor_bounds(scenario: Scenario, cfg: CheckConfig) -> tuple[list[int | None],
         f"--preemptions none for every interleaving")
 
 
-def dpor_execution(scenario: Scenario, cfg: CheckConfig, rec: Hooks
-                   ) -> tuple[Execution, Coverage]:
+def dpor_execution(scenario: Scenario, cfg: CheckConfig, rec: Hooks,
+                   image: SetupImage | None = None) -> tuple[Execution, Coverage]:
     """One DPOR run's execution (`rec` is dpor's path recorder, its strategy and first
     observer) and its coverage.  The first prefix_len - 1 steps replay events an earlier
     run made from the same states and checked after each step, so the structure checker
-    skips them (the end state is still checked).  Run it inside logging_accesses()."""
-    ex, cov, _ = build_execution(scenario, cfg.policy, rec, [rec],  # type: ignore[arg-type]
+    skips them (the end state is still checked).  With `image` (one per exploration),
+    the first run takes an image of the world after the setup, and runs whose prefix
+    passes it start there instead of running the setup again (check.running.setup_image).
+    Run it inside logging_accesses()."""
+    assert isinstance(rec, dpor._PathStrategy)
+    checked_from = max(rec.prefix_len - 1, 0)
+    if cfg.race_detect:
+        image = None                    # the race detector's state has no image
+    if image is not None and image.covers(rec):
+        ex, verdicts, _ = image.execution(rec, scenario.step_bound)
+        for o in verdicts:
+            if type(o) is StructureChecker:
+                o.resume(checked_from)
+        return ex, next(o for o in verdicts if type(o) is Coverage)
+    ex, cov, _ = build_execution(scenario, cfg.policy, rec, [rec],
                                  every_step=cfg.every_step, npv_locks=cfg.npv_locks,
-                                 race_detect=cfg.race_detect,
-                                 checked_from=max(rec.prefix_len - 1, 0))  # type: ignore[attr-defined]
+                                 race_detect=cfg.race_detect, checked_from=checked_from,
+                                 image=image)
     return ex, cov
 
 

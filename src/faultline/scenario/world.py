@@ -44,6 +44,10 @@ from faultline.scenario.spec import Op, ProcessSpec, Scenario, ThreadSpec
 class World:
     """The model state of one run of `scenario` under `policy`."""
 
+    # A world restored from an image of its setup (check.running.setup_image) skips the
+    # build; whether it did decides nothing later, so the state key leaves it out.
+    fl_history = frozenset({"restored"})
+
     def __init__(self, scenario: Scenario, policy: str, npv_locks: int = 8) -> None:
         self.scenario = scenario
         self.vm = Vm(policy_named(policy), npv_locks=npv_locks)
@@ -53,11 +57,21 @@ class World:
         # Posted when the child's exit returns: the flags `waitpid CHILD` sleeps on.
         self.exited = {name: Flag(f"exit:{name}") for name in _waited(scenario)}
         self.in_setup = True
+        self.restored = False
         self._deferred: list[ThreadSpec] = []
 
     # -- setup
     async def setup(self) -> None:
-        """Create files and starting processes, run their setup ops, start the threads."""
+        """Build the starting state, then start the threads.  A restored world (its
+        build already done, check.running.setup_image) only starts them, from this same
+        frame: its state key is that of a world that built itself."""
+        if not self.restored:
+            await self.build()
+        for ts in [*self._threads_of(self._initial()), *self._deferred]:
+            await self.start_thread(ts)
+
+    async def build(self) -> None:
+        """Create files and starting processes and run their setup ops, sequentially."""
         for f in self.scenario.files:
             self.vm.files[f.name] = vm_object_allocate_vnode(self.vm, f.name, f.pages)
         for ps in self.scenario.processes:
@@ -81,8 +95,6 @@ class World:
             self.vm.domain.limited = True
             self.vm.domain.free_count = self.scenario.vm.free_pages
         await ops.note("setup-done")
-        for ts in [*self._threads_of(self._initial()), *self._deferred]:
-            await self.start_thread(ts)
 
     def _initial(self) -> list[str]:
         return [ps.name for ps in self.scenario.processes if ps.parent is None]

@@ -225,6 +225,13 @@ class StructureChecker(Hooks):
         self._passed = False    # the current state was checked (or kept) and passed
         self._waiting = False   # ... but O3 or PV waited for a lock somewhere in it
 
+    def resume(self, checked_from: int) -> None:
+        """This checker goes on in a run restored mid-way (check.running.setup_image)
+        whose steps before `checked_from` an earlier run checked: as a replay would,
+        it takes nothing about the current state as checked."""
+        self.checked_from = checked_from
+        self._passed = False
+
     def stepped(self, ex: Execution, t: Thread, op: Op, result: Any) -> None:
         """Check after the step."""
         if not self.every_step:

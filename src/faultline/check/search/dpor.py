@@ -138,6 +138,14 @@ class _PathStrategy(Hooks):
         # fl_key only)
         self.known: dict[int, tuple[ops.Op, tuple[Access, ...], bool]] = {}
 
+    def resume_at(self, steps: list[Step], serial: dict[int, int]) -> None:
+        """This run starts after `steps`, restored rather than run (a scenario's setup,
+        check.running.setup_image): they are its first steps, as if it had run them,
+        and `serial` (id -> number) the objects they named by order of appearance
+        (see `stable`), as the restored copies' ids."""
+        self.steps.extend(steps)
+        self.serial.update(serial)
+
     def stable(self, acc: Iterable[Access]) -> tuple[Access, ...]:
         """Name objects by their order of first appearance in this run, so footprints
         compare across re-executions: a replayed prefix names the same objects alike,

@@ -47,6 +47,7 @@ from faultline.check.explore import (
 )
 from faultline.check.judging.coverage import Coverage, tally
 from faultline.check.running.runners import Ordered, Runner
+from faultline.check.running.setup_image import SetupImage
 from faultline.check.running.units import RunSummary, picklable, run_chunk
 from faultline.check.search import dpor
 from faultline.check.search.strategies import run_seed
@@ -146,9 +147,10 @@ def dpor_slice(scenario: Scenario, cfg: CheckConfig, bounds: tuple[int | None, .
     """Continue the DPOR member from `cursor` for up to `budget` executions, moving to
     the next bound when one is explored (a work unit; it consumes its cursor)."""
     runs: list[Coverage] = []
+    image = SetupImage()
 
     def make(rec: Hooks) -> Execution:
-        ex, cov = dpor_execution(scenario, cfg, rec)
+        ex, cov = dpor_execution(scenario, cfg, rec, image)
         runs.append(cov)
         return ex
     k, nodes = cursor.bound_index, cursor.nodes

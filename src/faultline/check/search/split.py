@@ -60,6 +60,7 @@ from faultline.check.explore import (
 from faultline.check.judging.coverage import Coverage, tally
 from faultline.check.running import interrupt, live
 from faultline.check.running.runners import Ordered, Runner
+from faultline.check.running.setup_image import SetupImage
 from faultline.check.running.units import picklable
 from faultline.check.search import dpor
 from faultline.rt.context import logging_accesses
@@ -129,8 +130,10 @@ def explore_subtree(scenario: Scenario, cfg: CheckConfig, bound: int | None,
     runs: list[Coverage] = []
     coverage = {} if paused is None else dict(paused.coverage)
 
+    image = SetupImage()
+
     def make(rec: Hooks) -> Execution:
-        ex, cov = dpor_execution(scenario, cfg, rec)
+        ex, cov = dpor_execution(scenario, cfg, rec, image)
         runs.append(cov)
         if progress is not None:
             progress(1)
