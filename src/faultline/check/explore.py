@@ -384,7 +384,7 @@ def dpor_execution(scenario: Scenario, cfg: CheckConfig, rec: Hooks,
     if cfg.race_detect:
         image = None                    # the race detector's state has no image
     if image is not None and image.covers(rec):
-        ex, verdicts, _ = image.execution(rec, scenario.step_bound)
+        ex, verdicts = image.execution(rec, scenario.step_bound)
         for o in verdicts:
             if type(o) is StructureChecker:
                 o.resume(checked_from)

@@ -32,7 +32,7 @@ import pickle
 from typing import Any
 
 from faultline.check.search import dpor
-from faultline.rt.execution import Execution, Hooks, Outcome, Thread
+from faultline.rt.execution import Execution, Hooks, Thread
 from faultline.rt.ops import Op
 from faultline.scenario.world import World
 
@@ -99,9 +99,9 @@ class SetupImage:
         return self._blob is not None and rec.prefix_len - 1 >= len(self.steps)
 
     def execution(self, rec: dpor._PathStrategy, step_bound: int
-                  ) -> tuple[Execution, list[Hooks], World]:
+                  ) -> tuple[Execution, list[Hooks]]:
         """A run restored from the image, at the step after the setup: its execution
-        (`rec` its strategy and first observer), its verdict observers and its world."""
+        (`rec` its strategy and first observer) and its verdict observers."""
         assert self._blob is not None
         world, observers, named = _Unpickler(io.BytesIO(self._blob), self._shared).load()
         world.restored = True
@@ -116,7 +116,7 @@ class SetupImage:
         t = ex.spawn("setup", "-", world.setup())
         t.steps = n
         rec.resume_at(self.steps, serial)
-        return ex, observers, world
+        return ex, observers
 
     def _take(self, ex: Execution, world: World, rec: dpor._PathStrategy,
               observers: list[Hooks]) -> None:
@@ -157,6 +157,3 @@ class _Taker(Hooks):
         if not self.done and not self.world.in_setup:
             self.done = True
             self.image._take(ex, self.world, self.rec, self.observers)
-
-    def finished(self, ex: Execution, outcome: Outcome) -> None:
-        self.done = True
