@@ -470,20 +470,20 @@ def test_dot_export_of_a_counterexample(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_check_dpor_uses_the_scenarios_stated_bound() -> None:
-    s = loader.load_scenario("rw-race-top")
+    s = loader.load_scenario("zero-fill-parallel")
     assert s.bound is not None
-    res = run("check", "rw-race-top", "--strategy", "dpor", "--jobs", "1", "--json")
+    res = run("check", "zero-fill-parallel", "--strategy", "dpor", "--jobs", "1", "--json")
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)["results"][0]
     assert r["exhaustive"] is True and r["preemption_bound"] == s.bound.preemptions
     assert r["bound_reason"] == s.bound.reason
     # The note on (stated) follows any stated bound, capped or not.
-    text = run("check", "rw-race-top", "--strategy", "dpor", "--jobs", "1",
+    text = run("check", "zero-fill-parallel", "--strategy", "dpor", "--jobs", "1",
                "--max-executions", "5")
     assert "(stated)" in text.stdout and "faultline show NAME" in text.stdout
-    assert "DPOR bound: 2 preemptions." in " ".join(run("show", "rw-race-top")
+    assert "DPOR bound: 2 preemptions." in " ".join(run("show", "zero-fill-parallel")
                                                       .stdout.split())
-    free = run("check", "rw-race-top", "--strategy", "dpor", "--preemptions", "none",
+    free = run("check", "zero-fill-parallel", "--strategy", "dpor", "--preemptions", "none",
                "--max-executions", "3", "--json")
     r = json.loads(free.stdout)["results"][0]
     assert r["preemption_bound"] is None and r["bound_reason"] is None
