@@ -120,8 +120,8 @@ class SetupImage:
 
     def _take(self, ex: Execution, world: World, rec: dpor._PathStrategy,
               observers: list[Hooks]) -> None:
-        if (len(ex.threads) != 1 or any(ex.sleepq.values()) or ex.threads[0].wchan is not None
-                or ex.threads[0].pause_waits):
+        # Only the setup thread, not asleep (a lone thread has no pause to wait out).
+        if len(ex.threads) != 1 or ex.threads[0].wchan is not None:
             return
         # Twice: the first pass finds which objects the recorder numbered are in the
         # world, the second pickles them with it (one pickle keeps them the same objects).
