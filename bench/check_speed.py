@@ -5,8 +5,9 @@ executions/s of random sampling, source DPOR and optimal DPOR; executions explor
 Mazurkiewicz trace (validation suite, traces counted by brute force); and the ratio of
 faultline's steps/s to a bare coroutine-stepping loop timed in the same run, next to the
 model floor (the same scenarios with every check taken away), which bounds that ratio;
-and the speed-up of --jobs 2 over --jobs 1 on the whole catalog, and on one scenario's DPOR
-tree dealt out as subtrees.
+the speed-up of seeded runs that start from the setup image over runs that re-run the
+setup, on the whole catalog; and the speed-up of --jobs 2 over --jobs 1 on the whole
+catalog, and on one scenario's DPOR tree dealt out as subtrees.
 
     python bench/check_speed.py            # about a minute on 2 cores
     python bench/check_speed.py --quick    # fewer runs
@@ -148,8 +149,34 @@ def main() -> None:
     print(f"model floor (same scenarios, no checks, no DPOR) {floor:,.0f} steps/s = "
           f"{100 * floor / bare:.1f}% of the bare loop: the ceiling for the share above")
     print()
+    bench_setup_image(max(runs // 10, 5))
     bench_jobs(runs)
     bench_split(args.quick)
+
+
+def bench_setup_image(runs: int) -> None:
+    """Random and PCT runs of every catalog scenario started from the setup image
+    (check.running.setup_image) against the same runs re-running the setup,
+    interleaved scenario by scenario so that machine noise hits both alike."""
+    from faultline.check.explore import make_strategy, run_once
+    from faultline.check.running.setup_image import SetupImage
+    from faultline.check.search.strategies import run_seed
+    from faultline.scenario.loader import load_catalog
+    def series(s: Any, strategy: str, image: SetupImage | None) -> list[list[int]]:
+        return [run_once(s, "sbusy", make_strategy(strategy, run_seed(1, i), 3, s.step_bound),
+                         image=image).outcome.schedule for i in range(runs)]
+    for strategy in ("random", "pct"):
+        plain = imaged = 0.0
+        same = True
+        for s in load_catalog():
+            a, t = timed(lambda s=s, k=strategy: series(s, k, None))
+            plain += t
+            b, t = timed(lambda s=s, k=strategy: series(s, k, SetupImage()))
+            imaged += t
+            same &= a == b
+        print(f"catalog {strategy:6s} x{runs} runs: re-running the setup {plain:6.2f} s, "
+              f"from the setup image {imaged:6.2f} s, speed-up {plain / imaged:.2f}x, "
+              f"same schedules: {same}")
 
 
 def bench_jobs(runs: int) -> None:

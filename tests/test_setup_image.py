@@ -1,5 +1,6 @@
-"""DPOR runs that start from an image of the world after the scenario's setup explore
-exactly what runs that re-run the setup do (check.running.setup_image)."""
+"""Runs that start from an image of the world after the scenario's setup do exactly
+what runs that re-run the setup do (check.running.setup_image): DPOR explores the same
+tree, and a seeded random or PCT run makes the same run."""
 
 from __future__ import annotations
 
@@ -7,10 +8,19 @@ from typing import Any
 
 import pytest
 
-from faultline.check.explore import CACHE_STRIDE, CheckConfig, dpor_execution
+from faultline.check.explore import (
+    CACHE_STRIDE,
+    CheckConfig,
+    RunResult,
+    check_scenario,
+    dpor_execution,
+    run_once,
+)
+from faultline.check.running import setup_image
 from faultline.check.running.setup_image import SetupImage
 from faultline.check.search import dpor
 from faultline.check.search.statecache import state_key
+from faultline.check.search.strategies import PctStrategy, RandomStrategy
 from faultline.kern.mutants import RenameSbusied
 from faultline.rt.execution import Execution, Hooks
 from faultline.scenario.loader import catalog_names, load_scenario
@@ -47,7 +57,7 @@ def facts(r: dpor.DporResult) -> tuple[Any, ...]:
 @pytest.mark.parametrize(("name", "policy", "bound"), [
     ("rw-race-shadow", "sbusy", None),           # stateful: keys must match too
     ("collapse-bypass", "xbusy", None),
-    ("zero-fill-parallel", "sbusy", 1),          # stateless optimal, bounded
+    ("wire-vs-fault", "sbusy", 1),               # stateless optimal, bounded
     ("fault-vs-fork", "sbusy", 1),
     ("cow-vs-collapse", RenameSbusied.name, 1),  # a seeded bug: the same violations
 ])
@@ -61,11 +71,68 @@ def test_runs_from_the_image_explore_what_replayed_runs_do(name: str, policy: st
     assert imaged_cov == plain_cov
 
 
-def test_every_catalog_setup_has_an_image() -> None:
+def test_every_catalog_setup_has_an_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(setup_image, "MIN_STEPS", 0)
     for name in catalog_names():
         image = SetupImage()
         explore(name, "sbusy", 0, image, cap=1)
         assert image.length > 0, name
+
+
+def test_a_setup_too_short_to_pay_for_its_image_runs_again() -> None:
+    image = SetupImage()
+    explore("zero-fill-parallel", "sbusy", 0, image, cap=1)      # a two-step setup
+    assert image.tried and image.length == 0
+    image = SetupImage()
+    explore("fault-vs-fork", "sbusy", 0, image, cap=1)
+    assert image.length >= setup_image.MIN_STEPS
+
+
+def sampled(r: RunResult) -> tuple[Any, ...]:
+    v = r.outcome.violation
+    return (r.outcome.schedule, r.outcome.steps, None if v is None else str(v),
+            r.coverage, r.accesses)
+
+
+@pytest.mark.parametrize(("name", "policy"), [
+    ("cow-rename", "sbusy"),
+    ("swap-cow-vs-fork", "sbusy"),               # a recorded violation: found alike
+    ("cow-vs-collapse", RenameSbusied.name),
+])
+def test_seeded_runs_from_the_image_are_the_runs_that_ran_the_setup(name: str,
+                                                                    policy: str) -> None:
+    """Random and PCT runs restored from the image make the same choices, reach the same
+    verdicts and cover the same paths.  PCT's change points are drawn within the first
+    60 steps, so that some fall in the setup (demoting the setup thread there must
+    carry over to the run)."""
+    scenario = load_scenario(name)
+    image = SetupImage()
+    makers = [lambda i: RandomStrategy(f"s/{i}"), lambda i: PctStrategy(f"s/{i}", 3, 60),
+              lambda i: PctStrategy(f"s/{i}", 2, 4000)]
+    demoted_in_setup = 0
+    for make in makers:
+        for i in range(8):
+            plain = run_once(scenario, policy, make(i))
+            strategy = make(i)
+            imaged = run_once(scenario, policy, strategy, image=image)
+            assert sampled(imaged) == sampled(plain), (name, i)
+            if isinstance(strategy, PctStrategy):
+                demoted_in_setup += any(s <= image.length for s in strategy.change_points)
+    assert image.length >= setup_image.MIN_STEPS and demoted_in_setup > 0
+
+
+def test_a_sampled_check_is_the_same_with_the_image() -> None:
+    """`check --strategy random` (which runs from the image) reports what runs that
+    re-run the setup report, run for run."""
+    scenario = load_scenario("swap-cow-vs-fork")
+    cfg = CheckConfig(policy="sbusy", strategy="random", runs=40, seed=3, shrink=False)
+    res = check_scenario(scenario, cfg)
+    plain = [run_once(scenario, "sbusy", RandomStrategy(f"3/{i}"))
+             for i in range(res.executions)]
+    assert res.steps == sum(r.outcome.steps for r in plain)
+    assert (res.verdict == "violation") == (plain[-1].outcome.violation is not None)
+    for label, n in res.coverage.items():
+        assert n == sum(label in r.coverage for r in plain)
 
 
 class _KeyAt(dpor._PathStrategy):

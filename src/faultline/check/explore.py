@@ -133,8 +133,8 @@ def build_execution(scenario: Scenario, policy: str, strategy: Strategy,
     observers in `first` (a trace recorder, a DPOR path...), ready to run.  With
     `race_detect` the race detector comes first among them (a race is the root cause of
     whatever else breaks in its step); run it inside rt.context.logging_accesses().
-    With `image` (not yet taken; `strategy` is DPOR's path recorder and the only one
-    in `first`), the run takes it when its setup is done."""
+    With `image` (not yet taken; `first` is empty, or DPOR's path recorder alone as
+    `strategy`), the run takes it when its setup is done."""
     world = World(scenario, policy, npv_locks)
     vm = world.vm
     cov = Coverage()
@@ -145,8 +145,9 @@ def build_execution(scenario: Scenario, policy: str, strategy: Strategy,
     verdicts: list[Hooks] = [oracle, cov, Witness(), StructureChecker(vm, every_step, checked_from)]
     observers: list[Hooks] = [*first, *race, *verdicts]
     if image is not None and not image.tried:
-        assert isinstance(strategy, dpor._PathStrategy) and first == [strategy] and not race
-        observers.append(image.taker(world, strategy, verdicts))
+        rec = strategy if isinstance(strategy, dpor._PathStrategy) else None
+        assert first == ([rec] if rec is not None else []) and not race
+        observers.append(image.taker(world, verdicts, rec))
     ex = Execution(strategy, observers, scenario.step_bound)
     ex.spawn("setup", "-", world.setup())
     return ex, cov, oracle
@@ -154,15 +155,28 @@ def build_execution(scenario: Scenario, policy: str, strategy: Strategy,
 
 def run_once(scenario: Scenario, policy: str, strategy: Strategy, *, record: bool = False,
              every_step: bool = True, npv_locks: int = 8,
-             extra: list[Hooks] | None = None, race_detect: bool = False) -> RunResult:
+             extra: list[Hooks] | None = None, race_detect: bool = False,
+             image: SetupImage | None = None) -> RunResult:
     """Run one execution of `scenario` under `strategy`, checking every property
-    (and, with `race_detect`, the locking discipline)."""
+    (and, with `race_detect`, the locking discipline).  With `image` (one per series
+    of seeded runs with the same settings, and neither a trace nor extra observers),
+    the first run takes it and later ones start after the setup instead of running it
+    (check.running.setup_image)."""
     recorder = TraceRecorder() if record else None
     first: list[Hooks] = [recorder] if recorder is not None else []
+    if record or extra or race_detect:
+        image = None                    # the image holds the verdict observers only
     with logging_accesses(race_detect):
-        ex, cov, oracle = build_execution(scenario, policy, strategy, [*first, *(extra or [])],
-                                          every_step=every_step, npv_locks=npv_locks,
-                                          race_detect=race_detect)
+        restored = image.start(strategy, scenario.step_bound) if image is not None else None
+        if restored is not None:
+            ex, verdicts = restored
+            cov = next(o for o in verdicts if type(o) is Coverage)
+            oracle = next(o for o in verdicts if type(o) is MemoryOracle)
+        else:
+            ex, cov, oracle = build_execution(scenario, policy, strategy,
+                                              [*first, *(extra or [])],
+                                              every_step=every_step, npv_locks=npv_locks,
+                                              race_detect=race_detect, image=image)
         outcome = ex.run()
     return RunResult(outcome, cov.labels, recorder.events if recorder else [],
                      oracle.accesses)
@@ -575,11 +589,12 @@ def check_scenario_sampled(scenario: Scenario, cfg: CheckConfig,
     steps = 0
     ce: RunRecord | None = None
     done = 0
+    image = SetupImage()                # every run starts after the same setup
     for i in range(cfg.runs):
         seed = run_seed(cfg.seed, i)
         strategy = make_strategy(cfg.strategy, seed, cfg.depth, scenario.step_bound)
         res = run_once(scenario, cfg.policy, strategy, every_step=cfg.every_step,
-                       npv_locks=cfg.npv_locks, race_detect=cfg.race_detect)
+                       npv_locks=cfg.npv_locks, race_detect=cfg.race_detect, image=image)
         done += 1
         steps += res.outcome.steps
         tally(coverage, res.coverage)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from faultline.check.explore import CheckConfig, ScenarioResult, make_strategy, minimise, run_once
 from faultline.check.judging.coverage import tally
+from faultline.check.running.setup_image import SetupImage
 from faultline.check.search.strategies import run_seed
 from faultline.rt.execution import Outcome
 from faultline.scenario.spec import Scenario
@@ -38,11 +39,12 @@ def run_chunk(scenario: Scenario, cfg: CheckConfig, start: int, stop: int,
     list ends at the first violating run.  `progress(1)` after each run (live
     progress: check.running.live.report)."""
     out = []
+    image = SetupImage()                # every run of the chunk starts after the setup
     for i in range(start, stop):
         strategy = make_strategy(cfg.strategy, run_seed(cfg.seed, i), cfg.depth,
                                  scenario.step_bound)
         res = run_once(scenario, cfg.policy, strategy, every_step=cfg.every_step,
-                       npv_locks=cfg.npv_locks, race_detect=cfg.race_detect)
+                       npv_locks=cfg.npv_locks, race_detect=cfg.race_detect, image=image)
         bad = res.outcome if res.outcome.violation is not None else None
         if bad is not None:
             picklable(bad)

@@ -28,6 +28,12 @@ class RandomStrategy:
         self.seed = seed
         self.rng = random.Random(str(seed))
 
+    def resume_after(self, schedule: Sequence[int]) -> bool:
+        """Start after `schedule`, steps where one thread alone could run (a setup
+        image, check.running.setup_image): they drew nothing, so there is nothing to
+        catch up."""
+        return True
+
     def choose(self, ex: Execution, enabled: Sequence[Thread]) -> Thread:
         """A uniformly random enabled thread."""
         if len(enabled) == 1:
@@ -73,6 +79,18 @@ class PctStrategy:
         self.depth = depth
         self.change_points = {self.rng.randint(1, k): depth - 1 - i for i in range(depth - 1)}
         self.priority: dict[int, float] = {}
+
+    def resume_after(self, schedule: Sequence[int]) -> bool:
+        """Start after `schedule`, steps where one thread alone could run (a setup
+        image, check.running.setup_image): make the draws and demotions `choose` would
+        have made there, in the same order, so the rest of the run is the same."""
+        for i, tid in enumerate(schedule):
+            if tid not in self.priority:
+                self.priority[tid] = self.depth + self.rng.random() * 1000
+            low = self.change_points.get(i + 1)
+            if low is not None:
+                self.priority[tid] = low
+        return True
 
     def choose(self, ex: Execution, enabled: Sequence[Thread]) -> Thread:
         """The enabled thread of highest priority; demote it at a change point."""
