@@ -139,6 +139,13 @@ def test_the_status_line_never_shows_a_share_it_cannot_stand_by() -> None:
     assert line.endswith("; tree 8,300-9,000 runs, 91%-99% done")
 
 
+def test_a_stateful_status_line_counts_the_states_explored() -> None:
+    res = dpor.DporResult(executions=47, cache_hits=6403, states=12345)
+    line = explore.dpor_status("cow-rename", res)
+    assert line == ("cow-rename: 0 distinct traces, 47 executions (+6,403 cut short); "
+                    "12,345 states explored completely")
+
+
 # ---------------------------------------------------------------- paused split units
 
 @pytest.fixture

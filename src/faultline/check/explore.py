@@ -352,14 +352,20 @@ def dpor_status(name: str, res: dpor.DporResult,
                 total: tuple[int, int] | None = None) -> str:
     """One line on a DPOR run in progress: distinct traces, executions (and the runs
     cut short), and the tree's size in runs if check.search.gauge can tell (`total`),
-    with the share explored; else that it is not known yet."""
+    with the share explored; else that it is not known yet.  With states cached, the
+    states explored completely so far, which is what converges (a cut run ends a
+    branch for good, so runs say little about what is left)."""
     k = res.preemption_bound
     bound = "" if k is None else f" (<= {k} preemption{'' if k == 1 else 's'})"
     short = res.sleep_blocked + res.cache_hits
     runs = res.runs()
-    size = "tree size unknown yet" if total is None else (
-        f"tree {total[0]:,}-{total[1]:,} runs, {min(1, runs / total[1]):.0%}-"
-        f"{min(1, runs / total[0]):.0%} done")
+    if total is not None:
+        size = (f"tree {total[0]:,}-{total[1]:,} runs, {min(1, runs / total[1]):.0%}-"
+                f"{min(1, runs / total[0]):.0%} done")
+    elif res.states or res.cache_hits:
+        size = f"{res.states:,} states explored completely"
+    else:
+        size = "tree size unknown yet"
     return (f"{name}{bound}: {len(res.trace_keys):,} distinct traces, {res.executions:,} "
             f"executions{f' (+{short:,} cut short)' if short else ''}; {size}")
 
