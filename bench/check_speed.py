@@ -65,7 +65,9 @@ def model_floor(runs: int) -> float:
     code and the runtime's step loop, one seeded uniform choice per step, no observers
     (no invariants, oracle, coverage, witness or DPOR).  No strategy can beat it, so
     floor / bare bounds what faultline's steps/s can reach as a share of the bare loop
-    while the model stays as it is."""
+    while the model stays as it is; but for one thing: the checked runs count the setup
+    steps they restore from the setup image as steps, as check's own figures do, so
+    their rate is that of runs as long as they are, and the floor's runs replay theirs."""
     from faultline.check.search.strategies import RandomStrategy, run_seed
     from faultline.rt.execution import Execution
     from faultline.scenario.world import World
