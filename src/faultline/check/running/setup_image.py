@@ -151,8 +151,9 @@ class SetupImage:
         # Only the setup thread, not asleep (a lone thread has no pause to wait out).
         if len(ex.threads) != 1 or ex.threads[0].wchan is not None or ex.steps < MIN_STEPS:
             return
-        # Twice: the first pass finds which objects the recorder numbered are in the
-        # world, the second pickles them with it (one pickle keeps them the same objects).
+        # With objects DPOR's recorder numbered, twice: the first pass finds which of
+        # them are in the world, the second pickles them with it (one pickle keeps
+        # them the same objects).
         serial = rec.serial if rec is not None else {}
         try:
             named: list[tuple[int, Any]] = []
