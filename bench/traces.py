@@ -47,7 +47,6 @@ def explore(scenario: Scenario, policy: str, bound: int | None, stateful: bool,
             cap: int | None) -> tuple[dpor.DporResult, float]:
     """One exploration as `check --strategy dpor` makes it; its result and CPU time."""
     cfg = CheckConfig(policy=policy, strategy="dpor", shrink=False)
-
     image = SetupImage()
 
     def make(rec: Hooks) -> Execution:

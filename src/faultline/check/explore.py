@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from faultline import __version__
 from faultline.check.judging.coverage import Coverage, tally
@@ -153,6 +153,15 @@ def build_execution(scenario: Scenario, policy: str, strategy: Strategy,
     return ex, cov, oracle
 
 
+T = TypeVar("T")
+
+
+def _verdict(observers: list[Hooks], kind: type[T]) -> T:
+    """The verdict observer of type `kind` among a run's (one restored from a setup
+    image comes with its own, unpickled)."""
+    return cast(T, next(o for o in observers if type(o) is kind))
+
+
 def run_once(scenario: Scenario, policy: str, strategy: Strategy, *, record: bool = False,
              every_step: bool = True, npv_locks: int = 8,
              extra: list[Hooks] | None = None, race_detect: bool = False,
@@ -170,8 +179,7 @@ def run_once(scenario: Scenario, policy: str, strategy: Strategy, *, record: boo
         restored = image.start(strategy, scenario.step_bound) if image is not None else None
         if restored is not None:
             ex, verdicts = restored
-            cov = next(o for o in verdicts if type(o) is Coverage)
-            oracle = next(o for o in verdicts if type(o) is MemoryOracle)
+            cov, oracle = _verdict(verdicts, Coverage), _verdict(verdicts, MemoryOracle)
         else:
             ex, cov, oracle = build_execution(scenario, policy, strategy,
                                               [*first, *(extra or [])],
@@ -405,10 +413,8 @@ def dpor_execution(scenario: Scenario, cfg: CheckConfig, rec: Hooks,
         image = None                    # the race detector's state has no image
     if image is not None and image.covers(rec):
         ex, verdicts = image.execution(rec, scenario.step_bound)
-        for o in verdicts:
-            if type(o) is StructureChecker:
-                o.resume(checked_from)
-        return ex, next(o for o in verdicts if type(o) is Coverage)
+        _verdict(verdicts, StructureChecker).resume(checked_from)
+        return ex, _verdict(verdicts, Coverage)
     ex, cov, _ = build_execution(scenario, cfg.policy, rec, [rec],
                                  every_step=cfg.every_step, npv_locks=cfg.npv_locks,
                                  race_detect=cfg.race_detect, checked_from=checked_from,

@@ -558,18 +558,20 @@ def _strategy_settings(cfg: CheckConfig, preemptions: str | None) -> str:
         return f"{what} runs={cfg.runs} seed={cfg.seed}"
     pre = preemptions or ("scenario" if cfg.preemptions is None else
                           ",".join("none" if b is None else str(b) for b in cfg.preemptions))
-    cache, asked = "", cfg.cache_states
+    asked = cfg.cache_states
     if cfg.preemptions is not None:
         # What the exploration will run: unbounded, states are cached (source DPOR).
         # A setting it refuses is reported when the check starts.
         with contextlib.suppress(ValueError):
             cfg = explore.stateful_dpor(cfg, list(cfg.preemptions))
-    elif cfg.cache_states is None and not cfg.race_detect:
-        cache = " cache-states where unbounded (source DPOR)"   # scenario by scenario
     if cfg.cache_states:
         cache = " cache-states (source DPOR)"
     elif asked is False:
         cache = " no-cache-states"
+    elif cfg.preemptions is None and not cfg.race_detect:
+        cache = " cache-states where unbounded (source DPOR)"   # scenario by scenario
+    else:
+        cache = ""
     return (f" dpor={cfg.dpor} preemptions={pre}"
             f" max_executions={cfg.max_executions or 'none'}{cache}"
             f"{'' if cfg.split is None else f' split={cfg.split}'}")

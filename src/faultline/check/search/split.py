@@ -129,7 +129,6 @@ def explore_subtree(scenario: Scenario, cfg: CheckConfig, bound: int | None,
     `progress(1)` as each run starts (check.running.live.report)."""
     runs: list[Coverage] = []
     coverage = {} if paused is None else dict(paused.coverage)
-
     image = SetupImage()
 
     def make(rec: Hooks) -> Execution:
